@@ -1,0 +1,1 @@
+"""HTTP layer: FastAPI app factory, lifespan, routes, request/response schemas, auth, errors."""

@@ -1,0 +1,1 @@
+"""The scoring engine, independent of HTTP: samples, verdicts, judge backends, the Scorer, cache, store."""

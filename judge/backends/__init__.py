@@ -1,0 +1,1 @@
+"""Judge backends: an OpenAI-compatible LLM, the structure rules, the local reward model."""

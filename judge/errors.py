@@ -1,0 +1,46 @@
+"""Domain errors of the scoring engine; all subclass the one base in :mod:`rubrics.errors`."""
+
+from __future__ import annotations
+
+from rubrics.errors import InvalidRubric, RubricConflict, RubricJudgeError, RubricNotFound
+
+__all__ = [
+    "InvalidRubric",
+    "InvalidSample",
+    "JudgeNotFound",
+    "JudgeUnavailable",
+    "LimitExceeded",
+    "RubricConflict",
+    "RubricJudgeError",
+    "RubricNotFound",
+    "Unauthorized",
+    "VerdictNotFound",
+]
+
+
+class InvalidSample(RubricJudgeError):
+    status_code = 422
+
+
+class JudgeNotFound(RubricJudgeError):
+    status_code = 404
+
+
+class JudgeUnavailable(RubricJudgeError):
+    """A judge profile exists but cannot be used (missing API key, unsupported rubric kind...)."""
+
+    status_code = 503
+
+
+class VerdictNotFound(RubricJudgeError):
+    status_code = 404
+
+
+class LimitExceeded(RubricJudgeError):
+    """A request over a configured limit (samples per request, characters per text)."""
+
+    status_code = 413
+
+
+class Unauthorized(RubricJudgeError):
+    status_code = 401

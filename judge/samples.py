@@ -1,0 +1,143 @@
+"""Samples to judge: input shapes, normalisation and content hashing."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Role = Literal["system", "user", "assistant"]
+
+_THINK_OPEN = "<think>"
+_THINK_CLOSE = "</think>"
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    role: Role
+    content: str
+
+
+class SampleIn(BaseModel):
+    """A sample as callers send it.
+
+    ``messages`` is the conversation up to the judged assistant turn. The judged turn is either
+    ``reasoning`` + ``response`` or a raw ``completion`` whose ``<think>…</think>`` block is split off.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: Annotated[str | None, Field(max_length=512)] = None
+    messages: Annotated[list[Message], Field(min_length=1)]
+    reasoning: str | None = None
+    response: str | None = None
+    completion: str | None = None
+    reference: str | None = None
+    metadata: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_judged_turn(self) -> SampleIn:
+        if self.completion is not None and (self.response is not None or self.reasoning is not None):
+            raise ValueError("give either `completion` or `reasoning` + `response`, not both")
+        if self.completion is None and self.response is None:
+            raise ValueError("a sample needs `response` (with optional `reasoning`) or `completion`")
+        return self
+
+
+class Sample(BaseModel):
+    """A normalised sample; ``hash`` covers everything a judge sees and nothing else."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str | None
+    messages: tuple[Message, ...]
+    reasoning: str
+    response: str
+    reference: str | None
+    metadata: dict[str, Any] | None
+    # Set when the CoT or response was cut to a configured limit before judging.
+    clipped: bool = False
+    hash: str
+
+    def canonical(self) -> dict[str, Any]:
+        return canonical_content(self.messages, self.reasoning, self.response, self.reference)
+
+
+def normalise_text(text: str) -> str:
+    """NFC, unified newlines, no trailing white space: equal-looking texts hash equal."""
+    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
+    return text.strip()
+
+
+def split_completion(completion: str) -> tuple[str, str]:
+    """Split a raw completion into (reasoning, response) at its ``<think>`` block.
+
+    Handles ``<think>…</think>answer``, and ``…</think>answer`` where the chat template already
+    opened the block in the prompt (Qwen3). A completion without a block is all response.
+    """
+    close = completion.rfind(_THINK_CLOSE)
+    if close == -1:
+        # An unterminated block means the model never got to answer: all of it is reasoning.
+        open_at = completion.find(_THINK_OPEN)
+        if open_at != -1:
+            return completion[open_at + len(_THINK_OPEN) :], completion[:open_at]
+        return "", completion
+    head = completion[:close]
+    open_at = head.find(_THINK_OPEN)
+    reasoning = head[open_at + len(_THINK_OPEN) :] if open_at != -1 else head
+    return reasoning, completion[close + len(_THINK_CLOSE) :]
+
+
+def canonical_content(
+    messages: tuple[Message, ...] | list[Message], reasoning: str, response: str, reference: str | None
+) -> dict[str, Any]:
+    return {
+        "messages": [{"role": m.role, "content": m.content} for m in messages],
+        "reasoning": reasoning,
+        "response": response,
+        "reference": reference,
+    }
+
+
+def content_hash(content: dict[str, Any]) -> str:
+    return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+_WS_RUN = re.compile(r"[ \t]+\n")
+
+
+def normalise(
+    sample: SampleIn, *, max_reasoning_chars: int | None = None, max_response_chars: int | None = None
+) -> Sample:
+    """Normalise a sample and hash its content; optionally clip over-long CoT/response (flagged)."""
+    if sample.completion is not None:
+        reasoning, response = split_completion(sample.completion)
+    else:
+        reasoning, response = sample.reasoning or "", sample.response or ""
+    messages = tuple(
+        Message(role=m.role, content=_WS_RUN.sub("\n", normalise_text(m.content))) for m in sample.messages
+    )
+    reasoning = _WS_RUN.sub("\n", normalise_text(reasoning))
+    response = _WS_RUN.sub("\n", normalise_text(response))
+    clipped = False
+    if max_reasoning_chars is not None and len(reasoning) > max_reasoning_chars:
+        reasoning, clipped = reasoning[:max_reasoning_chars], True
+    if max_response_chars is not None and len(response) > max_response_chars:
+        response, clipped = response[:max_response_chars], True
+    reference = normalise_text(sample.reference) if sample.reference is not None else None
+    digest = content_hash(canonical_content(messages, reasoning, response, reference))
+    return Sample(
+        id=sample.id,
+        messages=messages,
+        reasoning=reasoning,
+        response=response,
+        reference=reference,
+        metadata=sample.metadata,
+        clipped=clipped,
+        hash=digest,
+    )

@@ -1,0 +1,43 @@
+"""The one settings object: environment variables prefixed ``RJ_`` and an optional ``.env`` file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RJ_", env_file=".env", extra="ignore")
+
+    # Storage: SQLite file by default so a fresh machine runs with no server.
+    database_url: str = "sqlite+aiosqlite:///./rubric-judge.db"
+    database_echo: bool = False
+    # Cache: unset means an in-process LRU.
+    redis_url: str | None = None
+    redis_prefix: str = "rj:"
+    cache_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
+    cache_max_items: int = Field(default=100_000, ge=1)
+
+    judges_file: Path | None = None
+    rubrics_dir: Path | None = None
+    # Comma-separated bearer keys; unset or empty leaves /v1 open.
+    api_keys: SecretStr | None = None
+
+    max_samples_per_request: int = Field(default=1024, ge=1)
+    max_text_chars: int = Field(default=200_000, ge=1)
+    default_deadline_s: float | None = Field(default=None, gt=0)
+
+    log_level: str = "INFO"
+
+    def api_key_set(self) -> frozenset[str]:
+        if self.api_keys is None:
+            return frozenset()
+        return frozenset(k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip())
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

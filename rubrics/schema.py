@@ -1,0 +1,150 @@
+"""Pydantic schema of a rubric: axes with bilingual anchors, pass policy and reward policy."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+Language = Literal["zh", "en"]
+KEY_PATTERN = r"^[a-z][a-z0-9_]*$"
+NAME_PATTERN = r"^[a-z][a-z0-9_.-]*$"
+LEVELS = (1, 2, 3, 4, 5)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LocalizedText(_Strict):
+    """The same text in Chinese and English."""
+
+    zh: Annotated[str, Field(min_length=1)]
+    en: Annotated[str, Field(min_length=1)]
+
+    def get(self, language: Language) -> str:
+        return self.zh if language == "zh" else self.en
+
+
+class Layer(_Strict):
+    key: Annotated[str, Field(pattern=KEY_PATTERN)]
+    title: LocalizedText
+    weight: Annotated[float, Field(ge=0)] = 1.0
+
+
+class Axis(_Strict):
+    key: Annotated[str, Field(pattern=KEY_PATTERN)]
+    layer: str
+    weight: Annotated[float, Field(ge=0)] = 1.0
+    title: LocalizedText
+    description: LocalizedText
+    anchors: dict[int, LocalizedText]
+
+    @field_validator("anchors")
+    @classmethod
+    def _five_levels(cls, anchors: dict[int, LocalizedText]) -> dict[int, LocalizedText]:
+        if sorted(anchors) != list(LEVELS):
+            raise ValueError(f"anchors must define exactly the levels 1..5, got {sorted(anchors)}")
+        return dict(sorted(anchors.items()))
+
+
+class PassPolicy(_Strict):
+    """A sample passes only if every axis scores strictly above ``threshold`` (per-axis overrides allowed)."""
+
+    threshold: Annotated[float, Field(ge=0, le=5)] = 4.0
+    per_axis: dict[str, float] = Field(default_factory=dict)
+
+    def threshold_for(self, axis: str) -> float:
+        return self.per_axis.get(axis, self.threshold)
+
+
+class HardGate(_Strict):
+    """If ``axis`` scores at or below ``max_score``, the reward is clamped to ``reward``."""
+
+    axis: str
+    max_score: Annotated[float, Field(ge=1, le=5)]
+    reward: Annotated[float, Field(ge=0, le=1)] = 0.0
+
+
+class LengthPenalty(_Strict):
+    """Optional penalty for over-long outputs: ``reward -= per_1k_chars * max(0, chars - free_chars) / 1000``."""
+
+    free_chars: Annotated[int, Field(ge=0)] = 4000
+    per_1k_chars: Annotated[float, Field(ge=0)] = 0.05
+    max_penalty: Annotated[float, Field(ge=0, le=1)] = 0.5
+
+
+class RewardPolicy(_Strict):
+    """How axis scores become one scalar reward in [0, 1]."""
+
+    # Weights override the axes' own weights; axes not named keep theirs.
+    weights: dict[str, float] = Field(default_factory=dict)
+    gates: list[HardGate] = Field(default_factory=list)
+    # "minmax" maps the weighted mean of 1..5 linearly onto [0, 1]; "none" keeps the 1..5 scale.
+    normalise: Literal["minmax", "none"] = "minmax"
+    use_expected: bool = True
+    length_penalty: LengthPenalty | None = None
+
+
+class Rubric(_Strict):
+    name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
+    version: Annotated[int, Field(ge=1)]
+    description: LocalizedText
+    language: Language = "zh"
+    # Which kind of judge the rubric is written for: an LLM judge, or the deterministic rules backend.
+    kind: Literal["llm", "rules"] = "llm"
+    layers: Annotated[list[Layer], Field(min_length=1)]
+    axes: Annotated[list[Axis], Field(min_length=1)]
+    pass_policy: PassPolicy = Field(default_factory=PassPolicy)
+    reward_policy: RewardPolicy = Field(default_factory=RewardPolicy)
+    _content_hash: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Rubric:
+        layer_keys = [layer.key for layer in self.layers]
+        if len(set(layer_keys)) != len(layer_keys):
+            raise ValueError("layer keys must be unique")
+        axis_keys = [axis.key for axis in self.axes]
+        if len(set(axis_keys)) != len(axis_keys):
+            raise ValueError("axis keys must be unique")
+        for axis in self.axes:
+            if axis.layer not in layer_keys:
+                raise ValueError(f"axis {axis.key!r} names unknown layer {axis.layer!r}")
+        known = set(axis_keys)
+        for where, keys in (
+            ("reward_policy.weights", self.reward_policy.weights),
+            ("pass_policy.per_axis", self.pass_policy.per_axis),
+        ):
+            unknown = set(keys) - known
+            if unknown:
+                raise ValueError(f"{where} names unknown axes {sorted(unknown)}")
+        for gate in self.reward_policy.gates:
+            if gate.axis not in known:
+                raise ValueError(f"reward_policy.gates names unknown axis {gate.axis!r}")
+        return self
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def axis_keys(self) -> list[str]:
+        return [axis.key for axis in self.axes]
+
+    def axis(self, key: str) -> Axis:
+        for axis in self.axes:
+            if axis.key == key:
+                return axis
+        raise KeyError(key)
+
+    def canonical_json(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+
+    @property
+    def content_hash(self) -> str:
+        """sha256 of the canonical JSON: two rubrics with the same content share a hash."""
+        if self._content_hash is None:
+            self._content_hash = hashlib.sha256(self.canonical_json()).hexdigest()
+        return self._content_hash
