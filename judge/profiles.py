@@ -16,8 +16,9 @@ from judge.errors import InvalidRubric, JudgeNotFound, RubricJudgeError
 JUDGE_PROTOCOL_VERSION = "1"
 
 # Fields that change how to reach a judge, not what it says: left out of the profile hash.
-CONNECTION_FIELDS = frozenset({"name", "base_url", "api_key_env", "concurrency", "timeout_s", "max_retries",
-                               "retry_budget_s"})
+CONNECTION_FIELDS = frozenset(
+    {"name", "base_url", "api_key_env", "concurrency", "timeout_s", "max_retries", "retry_budget_s"}
+)
 
 
 class JudgeProfile(BaseModel):

@@ -72,7 +72,9 @@ class JudgeOutcome(BaseModel):
         return all(a.status is AxisStatus.ok for a in self.axes.values())
 
     @classmethod
-    def all_failed(cls, axis_keys: list[str], status: AxisStatus, error: str, usage: Usage | None = None) -> JudgeOutcome:
+    def all_failed(
+        cls, axis_keys: list[str], status: AxisStatus, error: str, usage: Usage | None = None
+    ) -> JudgeOutcome:
         return cls(
             axes={k: AxisResult.failed(status, error) for k in axis_keys},
             usage=usage or Usage(),
