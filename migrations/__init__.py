@@ -1,0 +1,1 @@
+"""Alembic migrations of the store; applied by ``rubric-judge migrate`` (see :mod:`judge.store.migrate`)."""
