@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Self
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Language = Literal["zh", "en"]
 KEY_PATTERN = r"^[a-z][a-z0-9_]*$"
@@ -99,19 +101,20 @@ class Rubric(_Strict):
     axes: Annotated[list[Axis], Field(min_length=1)]
     pass_policy: PassPolicy = Field(default_factory=PassPolicy)
     reward_policy: RewardPolicy = Field(default_factory=RewardPolicy)
-    _content_hash: str | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _consistent(self) -> Rubric:
         layer_keys = [layer.key for layer in self.layers]
         if len(set(layer_keys)) != len(layer_keys):
-            raise ValueError("layer keys must be unique")
+            raise ValueError(f"layers: layer keys must be unique; repeated: {_repeated(layer_keys)}")
         axis_keys = [axis.key for axis in self.axes]
         if len(set(axis_keys)) != len(axis_keys):
-            raise ValueError("axis keys must be unique")
-        for axis in self.axes:
+            raise ValueError(f"axes: axis keys must be unique; repeated: {_repeated(axis_keys)}")
+        for i, axis in enumerate(self.axes):
             if axis.layer not in layer_keys:
-                raise ValueError(f"axis {axis.key!r} names unknown layer {axis.layer!r}")
+                raise ValueError(
+                    f"axes[{i}].layer: axis {axis.key!r} names unknown layer {axis.layer!r}; known: {layer_keys}"
+                )
         known = set(axis_keys)
         for where, keys in (
             ("reward_policy.weights", self.reward_policy.weights),
@@ -120,9 +123,9 @@ class Rubric(_Strict):
             unknown = set(keys) - known
             if unknown:
                 raise ValueError(f"{where} names unknown axes {sorted(unknown)}")
-        for gate in self.reward_policy.gates:
+        for i, gate in enumerate(self.reward_policy.gates):
             if gate.axis not in known:
-                raise ValueError(f"reward_policy.gates names unknown axis {gate.axis!r}")
+                raise ValueError(f"reward_policy.gates[{i}].axis names unknown axis {gate.axis!r}")
         return self
 
     @property
@@ -142,9 +145,19 @@ class Rubric(_Strict):
     def canonical_json(self) -> bytes:
         return orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
 
-    @property
+    # A cached_property, not a private attribute: pydantic's == ignores it, so equality does not
+    # depend on whether the hash was read yet.
+    @functools.cached_property
     def content_hash(self) -> str:
         """sha256 of the canonical JSON: two rubrics with the same content share a hash."""
-        if self._content_hash is None:
-            self._content_hash = hashlib.sha256(self.canonical_json()).hexdigest()
-        return self._content_hash
+        return hashlib.sha256(self.canonical_json()).hexdigest()
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        copy = super().model_copy(update=update, deep=deep)
+        # The copy may have other content; its hash is computed afresh.
+        copy.__dict__.pop("content_hash", None)
+        return copy
+
+
+def _repeated(keys: list[str]) -> list[str]:
+    return sorted({k for k in keys if keys.count(k) > 1})
