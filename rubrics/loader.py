@@ -1,0 +1,155 @@
+"""Rubrics from YAML files, YAML text or plain dicts, and back to YAML.
+
+Every failure becomes :class:`rubrics.errors.InvalidRubric` whose message names the path of the
+wrong field (``axes[3].anchors``) and whose ``field`` is that path (``"rubric"`` when no finer
+path is known).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Hashable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from rubrics.errors import InvalidRubric, RubricNotFound
+from rubrics.schema import Rubric
+
+__all__ = ["dump_yaml", "load_rubric", "load_rubric_file", "rubric_from_dict", "rubric_from_yaml"]
+
+# Enough errors to fix a file in one pass, few enough to stay readable in a log line.
+_MAX_REPORTED_ERRORS = 8
+# Model-level checks in the schema start their message with the path they concern.
+_PATH_PREFIX = re.compile(r"^(?P<path>[a-z_]+(?:\[\d+\])?(?:\.[a-z_]+(?:\[\d+\])?)*)(?::| names )")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects repeated mapping keys, which plain YAML silently resolves to the last one."""
+
+
+def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Hashable] = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, Hashable):
+            continue  # construct_mapping reports unhashable keys itself
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def rubric_from_dict(data: Mapping[str, Any], *, source: str | None = None) -> Rubric:
+    """Validate a plain mapping (parsed YAML or JSON) into a :class:`Rubric`."""
+    if not isinstance(data, Mapping):
+        raise InvalidRubric(f"{_where(source)}a rubric must be a mapping, got {type(data).__name__}", field="rubric")
+    try:
+        return Rubric.model_validate(dict(data))
+    except ValidationError as exc:
+        message, field = _describe(exc, data)
+        raise InvalidRubric(f"{_where(source)}{message}", field=field) from exc
+
+
+def rubric_from_yaml(text: str, *, source: str | None = None) -> Rubric:
+    """Parse YAML text (one document, no repeated keys) into a :class:`Rubric`."""
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no arbitrary objects
+    except yaml.YAMLError as exc:
+        raise InvalidRubric(f"{_where(source)}not valid YAML: {exc}", field="rubric") from exc
+    if not isinstance(data, Mapping):
+        kind = "empty" if data is None else f"a {type(data).__name__}"
+        raise InvalidRubric(f"{_where(source)}a rubric file must hold one mapping, got {kind}", field="rubric")
+    return rubric_from_dict(data, source=source)
+
+
+def load_rubric_file(path: Path | str) -> Rubric:
+    """Load one rubric from a YAML file (UTF-8)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise RubricNotFound(f"no rubric file {str(path)!r}", field="path") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidRubric(f"cannot read rubric file {str(path)!r}: {exc}", field="path") from exc
+    return rubric_from_yaml(text, source=str(path))
+
+
+def load_rubric(source: Path | Mapping[str, Any]) -> Rubric:
+    """Load a rubric from a YAML file path or from a mapping."""
+    if isinstance(source, Path):
+        return load_rubric_file(source)
+    return rubric_from_dict(source)
+
+
+def dump_yaml(rubric: Rubric) -> str:
+    """The rubric as YAML in schema field order, Chinese kept as is; loading it back gives an equal rubric."""
+    # mode="python" keeps the anchor levels as integer keys (1..5), as a person writes them.
+    data = rubric.model_dump(mode="python")
+    return yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=1000, default_flow_style=False)
+
+
+def _where(source: str | None) -> str:
+    return f"invalid rubric {source!r}: " if source else "invalid rubric: "
+
+
+def _describe(exc: ValidationError, data: Mapping[str, Any]) -> tuple[str, str]:
+    """One message naming every wrong path (up to a limit), and the first path as the error's field."""
+    errors = exc.errors(include_url=False, include_input=False)
+    parts: list[str] = []
+    fields: list[str] = []
+    for error in errors[:_MAX_REPORTED_ERRORS]:
+        path = _format_loc(error["loc"])
+        msg = _clean_msg(error)
+        if not path:
+            match = _PATH_PREFIX.match(msg)
+            if match:
+                path = match.group("path")
+        fields.append(path or "rubric")
+        label = path + _axis_hint(error["loc"], data) if path else ""
+        parts.append(f"{label}: {msg}" if label and not msg.startswith(path) else msg)
+    if len(errors) > _MAX_REPORTED_ERRORS:
+        parts.append(f"and {len(errors) - _MAX_REPORTED_ERRORS} more errors")
+    return "; ".join(parts), fields[0] if fields else "rubric"
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part == "[key]":
+            out += " (key)"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _clean_msg(error: ErrorDetails) -> str:
+    msg = error["msg"]
+    # pydantic prefixes errors raised by validators; the prefix says nothing to a rubric author.
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            return msg[len(prefix) :]
+    return msg
+
+
+def _axis_hint(loc: tuple[int | str, ...], data: Mapping[str, Any]) -> str:
+    """Name the axis behind ``axes[i]`` so an author need not count list items."""
+    if len(loc) >= 2 and loc[0] == "axes" and isinstance(loc[1], int):
+        axes = data.get("axes")
+        if isinstance(axes, list) and 0 <= loc[1] < len(axes) and isinstance(axes[loc[1]], Mapping):
+            key = axes[loc[1]].get("key")
+            if isinstance(key, str):
+                return f" (axis {key!r})"
+    return ""
