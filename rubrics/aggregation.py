@@ -1,0 +1,164 @@
+"""Axis scores -> layer scores, reward, pass/fail and failing axes, under a rubric's policies.
+
+Pure and deterministic. A number is never made from nothing: a missing axis makes the result
+null (or, if the caller asks, a failure at the reward floor), and a layer or reward with nothing
+to average is None.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from rubrics.schema import HardGate, LengthPenalty, Rubric
+
+__all__ = ["Aggregate", "OnMissing", "aggregate", "length_penalty"]
+
+OnMissing = Literal["null", "fail", "ignore"]
+
+_MIN, _MAX = 1, 5
+
+
+class Aggregate(BaseModel):
+    """What one sample's axis scores add up to."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Weighted mean of the axis values used for the reward, on the axes' 1..5 scale; None without data.
+    layers: dict[str, float | None]
+    # On [0, 1] with minmax normalisation, on [1, 5] with "none"; None when it cannot be computed.
+    reward: float | None
+    # None when undecidable (an axis is missing and every scored axis passes).
+    passed: bool | None
+    failing_axes: list[str]
+    missing_axes: list[str]
+    gated_by: list[str]
+    reason: str | None
+    # The length penalty on the [0, 1] scale, as the rubric's LengthPenalty computes it for output_chars.
+    length_penalty: float = 0.0
+
+
+def aggregate(
+    rubric: Rubric,
+    scores: Mapping[str, int | None],
+    expected: Mapping[str, float | None] | None = None,
+    *,
+    on_missing: OnMissing = "null",
+    output_chars: int | None = None,
+) -> Aggregate:
+    """Aggregate integer axis scores (and optional expected scores) under ``rubric``'s pass and reward policies.
+
+    Pass/fail always uses the integer scores, strictly above the threshold. The reward uses the
+    expected score of an axis where one is given and ``reward_policy.use_expected`` is on. Keys
+    that are not axes of the rubric are ignored. ``on_missing`` says what an axis without a score
+    does: ``null`` leaves reward (and pass, unless a scored axis already fails) None, ``fail``
+    fails the sample at the reward floor, ``ignore`` aggregates the scored axes only.
+    """
+    policy = rubric.reward_policy
+    scored: dict[str, int] = {}
+    missing: list[str] = []
+    for axis in rubric.axes:
+        score = scores.get(axis.key)
+        if score is None:
+            missing.append(axis.key)
+        else:
+            scored[axis.key] = _check_score(axis.key, score)
+
+    values: dict[str, float] = {}
+    for key, score in scored.items():
+        value = expected.get(key) if expected is not None and policy.use_expected else None
+        values[key] = _check_expected(key, value) if value is not None else float(score)
+
+    layer_weight = {layer.key: layer.weight for layer in rubric.layers}
+    # The layer's weight scales its axes' weights, so a rubric can weigh layers without touching axes.
+    weights = {axis.key: layer_weight[axis.layer] * policy.weights.get(axis.key, axis.weight) for axis in rubric.axes}
+    failing = [key for key, score in scored.items() if score <= rubric.pass_policy.threshold_for(key)]
+    fired = [gate for gate in policy.gates if gate.axis in scored and scored[gate.axis] <= gate.max_score]
+    penalty = length_penalty(policy.length_penalty, output_chars)
+
+    # A partial layer mean would pass for a full one, so only "ignore" averages a layer with a gap.
+    partial = on_missing == "ignore"
+    layers: dict[str, float | None] = {}
+    for layer in rubric.layers:
+        keys = [axis.key for axis in rubric.axes if axis.layer == layer.key]
+        if not partial and any(key in missing for key in keys):
+            layers[layer.key] = None
+        else:
+            used = [key for key in keys if key in values]
+            layers[layer.key] = _weighted_mean({k: values[k] for k in used}, {k: weights[k] for k in used})
+
+    def result(reward: float | None, passed: bool | None, reasons: list[str]) -> Aggregate:
+        return Aggregate(
+            layers=layers,
+            reward=reward,
+            passed=passed,
+            failing_axes=failing,
+            missing_axes=missing,
+            gated_by=[_gate_label(gate) for gate in fired],
+            reason="; ".join(reasons) or None,
+            length_penalty=penalty,
+        )
+
+    low, span = (0.0, 1.0) if policy.normalise == "minmax" else (float(_MIN), float(_MAX - _MIN))
+    reasons: list[str] = []
+    if missing:
+        names = ", ".join(missing)
+        if on_missing == "fail":
+            return result(low, False, [f"missing axes counted as a failure: {names}"])
+        if on_missing == "ignore" and scored:
+            reasons.append(f"missing axes ignored ({len(scored)} of {len(rubric.axes)} scored): {names}")
+        else:
+            # A scored axis at or below its threshold fails the sample whatever the missing ones say.
+            passed = False if failing else None
+            what = "reward is null" if failing else "pass and reward are null"
+            reason = f"missing axes: {names}; {what}" if scored else f"no axis was scored; {what}"
+            return result(None, passed, [reason])
+
+    mean = _weighted_mean({k: values[k] for k in scored}, {k: weights[k] for k in scored})
+    if mean is None:
+        return result(None, not failing, [*reasons, "every scored axis has weight 0; reward is null"])
+    reward = (mean - _MIN) / (_MAX - _MIN) if policy.normalise == "minmax" else mean
+    for gate in fired:
+        # Gate rewards are on the [0, 1] scale; map them onto the reward's own scale.
+        reward = min(reward, low + span * gate.reward)
+        reasons.append(f"gate {_gate_label(gate)} fired: reward capped at {gate.reward:g}")
+    if penalty:
+        reward -= span * penalty
+    reward = min(max(reward, low), low + span)
+    return result(reward, not failing, reasons)
+
+
+def length_penalty(policy: LengthPenalty | None, output_chars: int | None) -> float:
+    """The penalty on the [0, 1] scale for ``output_chars`` characters: 0.0 without a policy or a length."""
+    if policy is None or output_chars is None:
+        return 0.0
+    over = max(0, output_chars - policy.free_chars)
+    return min(policy.max_penalty, policy.per_1k_chars * over / 1000)
+
+
+def _weighted_mean(values: Mapping[str, float], weights: Mapping[str, float]) -> float | None:
+    total = math.fsum(weights[k] for k in values)
+    if total <= 0:
+        return None
+    mean = math.fsum(weights[k] * values[k] for k in values) / total
+    # fsum keeps the error tiny, but a reward of 1.0000000000000002 must not escape the scale.
+    return min(max(mean, float(_MIN)), float(_MAX))
+
+
+def _gate_label(gate: HardGate) -> str:
+    return f"{gate.axis}<={gate.max_score:g}"
+
+
+def _check_score(key: str, score: int) -> int:
+    if isinstance(score, bool) or not isinstance(score, int) or not _MIN <= score <= _MAX:
+        raise ValueError(f"axis {key!r}: score must be an integer in {_MIN}..{_MAX}, got {score!r}")
+    return score
+
+
+def _check_expected(key: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not _MIN <= value <= _MAX:
+        raise ValueError(f"axis {key!r}: expected score must be a number in [{_MIN}, {_MAX}], got {value!r}")
+    return float(value)
