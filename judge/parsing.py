@@ -1,0 +1,240 @@
+"""Tolerant parsing of a judge's answer into per-axis scores.
+
+Accepts plain JSON, JSON in a Markdown fence, JSON with prose before or after it, and answers with several
+JSON objects (the last one of the expected shape wins). A score must be an integer 1..5 (``4``, ``4.0`` or
+``"4"``); anything else is an error for that axis, never clamped. Character offsets of each score are kept
+so that :mod:`judge.logprobs` can find the score token.
+"""
+
+from __future__ import annotations
+
+import json.decoder
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+_WHITESPACE = " \t\n\r"
+_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?")
+_SCORE_STRING = re.compile(r"\s*([1-5])(?:\.0+)?\s*")
+_MAX_DEPTH = 64
+NO_OBJECT = "no JSON object with the expected shape in the answer"
+# The C string scanner behind json.loads; typeshed does not declare it.
+_scanstring: Callable[[str, int, bool], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class AxisParse:
+    """One axis of a parsed answer: a score, or the reason there is none."""
+
+    score: int | None = None
+    rationale: str | None = None
+    error: str | None = None
+    # Offset, in the parsed text, of the score's digit.
+    score_offset: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.score is not None
+
+
+@dataclass(frozen=True)
+class ParseResult:
+    axes: dict[str, AxisParse]
+    # Answer-level problem (no object of the expected shape); per-axis problems are in ``axes``.
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(axis.ok for axis in self.axes.values())
+
+    @property
+    def failed(self) -> list[str]:
+        return [key for key, axis in self.axes.items() if not axis.ok]
+
+    def error_summary(self) -> str:
+        if self.error is not None:
+            return self.error
+        return "; ".join(f"{key}: {axis.error}" for key, axis in self.axes.items() if axis.error)
+
+
+@dataclass
+class _Node:
+    kind: str  # object | array | string | number | true | false | null
+    start: int
+    end: int
+    value: Any = None
+    members: dict[str, _Node] = field(default_factory=dict)
+    items: list[_Node] = field(default_factory=list)
+
+
+class _Invalid(Exception):
+    pass
+
+
+class _Reader:
+    """A strict JSON reader that remembers where every value sits in the text."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def skip(self, i: int) -> int:
+        text = self.text
+        while i < len(text) and text[i] in _WHITESPACE:
+            i += 1
+        return i
+
+    def value(self, i: int, depth: int) -> _Node:
+        if depth > _MAX_DEPTH or i >= len(self.text):
+            raise _Invalid
+        char = self.text[i]
+        if char == "{":
+            return self.object(i, depth)
+        if char == "[":
+            return self.array(i, depth)
+        if char == '"':
+            return self.string(i)
+        for literal, value in (("true", True), ("false", False), ("null", None)):
+            if self.text.startswith(literal, i):
+                return _Node(literal, i, i + len(literal), value)
+        match = _NUMBER.match(self.text, i)
+        if match is None:
+            raise _Invalid
+        raw = match.group()
+        number: float = float(raw) if any(c in raw for c in ".eE") else int(raw)
+        return _Node("number", i, match.end(), number)
+
+    def string(self, i: int) -> _Node:
+        try:
+            value, end = _scanstring(self.text, i + 1, True)
+        except ValueError:
+            raise _Invalid from None
+        return _Node("string", i, end, value)
+
+    def object(self, i: int, depth: int) -> _Node:
+        node = _Node("object", i, i)
+        i = self.skip(i + 1)
+        if i < len(self.text) and self.text[i] == "}":
+            node.end = i + 1
+            return node
+        while True:
+            if i >= len(self.text) or self.text[i] != '"':
+                raise _Invalid
+            key = self.string(i)
+            i = self.skip(key.end)
+            if i >= len(self.text) or self.text[i] != ":":
+                raise _Invalid
+            member = self.value(self.skip(i + 1), depth + 1)
+            node.members[key.value] = member
+            i = self.skip(member.end)
+            if i < len(self.text) and self.text[i] == ",":
+                i = self.skip(i + 1)
+                continue
+            if i < len(self.text) and self.text[i] == "}":
+                node.end = i + 1
+                return node
+            raise _Invalid
+
+    def array(self, i: int, depth: int) -> _Node:
+        node = _Node("array", i, i)
+        i = self.skip(i + 1)
+        if i < len(self.text) and self.text[i] == "]":
+            node.end = i + 1
+            return node
+        while True:
+            item = self.value(i, depth + 1)
+            node.items.append(item)
+            i = self.skip(item.end)
+            if i < len(self.text) and self.text[i] == ",":
+                i = self.skip(i + 1)
+                continue
+            if i < len(self.text) and self.text[i] == "]":
+                node.end = i + 1
+                return node
+            raise _Invalid
+
+
+def _objects(text: str) -> Iterator[_Node]:
+    """Every top-level JSON object embedded in ``text``, in order."""
+    reader = _Reader(text)
+    i = text.find("{")
+    while i != -1:
+        try:
+            node = reader.object(i, 0)
+        except _Invalid:
+            i = text.find("{", i + 1)
+            continue
+        yield node
+        i = text.find("{", node.end)
+
+
+def _axes_of(node: _Node, axis_keys: Sequence[str]) -> dict[str, _Node] | None:
+    """The axis members of ``node`` if it has the expected shape: ``{"axes": {...}}`` or the axes themselves."""
+    if node.kind != "object":
+        return None
+    axes = node.members.get("axes")
+    if axes is not None and axes.kind == "object":
+        return axes.members
+    if any(key in node.members for key in axis_keys):
+        return node.members
+    return None
+
+
+def _shaped(node: _Node, axis_keys: Sequence[str]) -> Iterator[dict[str, _Node]]:
+    """Objects of the expected shape in ``node``, outermost first and in document order."""
+    axes = _axes_of(node, axis_keys)
+    if axes is not None:
+        yield axes
+        return
+    children = node.members.values() if node.kind == "object" else node.items
+    for child in children:
+        yield from _shaped(child, axis_keys)
+
+
+def _score(node: _Node, text: str) -> tuple[int | None, int | None, str | None]:
+    """(score, digit offset, error) of a score value."""
+    raw = text[node.start : node.end]
+    if node.kind == "number":
+        number = node.value
+        if (isinstance(number, int) or float(number).is_integer()) and 1 <= number <= 5:
+            return int(number), node.start, None
+        return None, None, f"score {raw} is not an integer from 1 to 5"
+    if node.kind == "string":
+        match = _SCORE_STRING.fullmatch(node.value)
+        if match is not None and raw == f'"{node.value}"':
+            return int(match.group(1)), node.start + 1 + match.start(1), None
+        if match is not None:
+            # Escapes inside the string: the score stands, its offset is not the digit's.
+            return int(match.group(1)), None, None
+        return None, None, f"score {raw} is not an integer from 1 to 5"
+    return None, None, f"score {raw} is not an integer from 1 to 5"
+
+
+def _axis(key: str, node: _Node | None, text: str) -> AxisParse:
+    if node is None:
+        return AxisParse(error=f"axis {key!r} missing from the answer")
+    rationale = None
+    score_node = node
+    if node.kind == "object":
+        rationale_node = node.members.get("rationale")
+        if rationale_node is not None and rationale_node.kind == "string":
+            rationale = rationale_node.value
+        found = node.members.get("score")
+        if found is None:
+            return AxisParse(rationale=rationale, error=f"axis {key!r} has no score")
+        score_node = found
+    score, offset, error = _score(score_node, text)
+    if error is not None:
+        return AxisParse(rationale=rationale, error=f"axis {key!r}: {error}")
+    return AxisParse(score=score, rationale=rationale, score_offset=offset)
+
+
+def parse_scores(text: str, axis_keys: Sequence[str]) -> ParseResult:
+    """Parse a judge's answer into a score (or an error) for each of ``axis_keys``."""
+    chosen: dict[str, _Node] | None = None
+    for obj in _objects(text):
+        for axes in _shaped(obj, axis_keys):
+            chosen = axes
+    if chosen is None:
+        return ParseResult(axes={key: AxisParse(error=NO_OBJECT) for key in axis_keys}, error=NO_OBJECT)
+    return ParseResult(axes={key: _axis(key, chosen.get(key), text) for key in axis_keys})
