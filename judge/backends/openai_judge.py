@@ -1,0 +1,276 @@
+"""The LLM judge: any OpenAI-compatible chat-completions server (OpenAI, vLLM, SGLang, …)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import cast
+
+import openai
+from openai.types.chat import (
+    ChatCompletion,
+    ChatCompletionAssistantMessageParam,
+    ChatCompletionMessageParam,
+    ChatCompletionSystemMessageParam,
+    ChatCompletionUserMessageParam,
+)
+from openai.types.chat.chat_completion import Choice
+from openai.types.chat.completion_create_params import ResponseFormat
+
+from judge.errors import JudgeUnavailable
+from judge.logprobs import score_distributions
+from judge.metrics import AXIS_STATUS, JUDGE_CALL_LATENCY, PARSE_FAILURES, REPAIRS
+from judge.parsing import ParseResult, parse_scores
+from judge.profiles import JudgeProfile
+from judge.prompts import RenderedPrompt, render_prompts, repair_instruction, response_format
+from judge.retry import make_retrying
+from judge.samples import Sample
+from judge.verdicts import AxisResult, AxisStatus, JudgeOutcome, Usage
+from rubrics.schema import Rubric
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Tally:
+    """Usage of one prompt's calls, mutable while they run."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    retries: int = 0
+
+    def usage(self) -> Usage:
+        return Usage(
+            calls=self.calls,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            retries=self.retries,
+        )
+
+
+@dataclass
+class _PromptOutcome:
+    axes: dict[str, AxisResult]
+    usage: Usage
+    errors: list[str] = field(default_factory=list)
+
+
+class _CallFailed(Exception):
+    """A judge call that failed after its retries, already classified."""
+
+    def __init__(self, status: AxisStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class OpenAIJudge:
+    """Scores samples with an LLM behind an OpenAI-compatible chat-completions API.
+
+    Joint mode asks for every axis in one call, isolated mode makes one call per axis (concurrently);
+    ``group`` profiles are scored here one sample at a time, like joint. ``usage.calls`` counts
+    requests made (first asks and repairs), ``usage.retries`` the extra attempts after transient errors.
+    """
+
+    def __init__(self, profile: JudgeProfile, client: openai.AsyncOpenAI | None = None) -> None:
+        if not profile.model:
+            raise JudgeUnavailable(f"judge profile {profile.name!r} names no model", field="model")
+        self.profile = profile
+        self._model = profile.model
+        self._owns_client = client is None
+        if client is None:
+            client = openai.AsyncOpenAI(
+                base_url=profile.base_url,
+                api_key=_api_key(profile),
+                timeout=profile.timeout_s,
+                # Retries are tenacity's alone (judge.retry), so they are counted and bounded in one place.
+                max_retries=0,
+            )
+        self._client = client
+        self._semaphore = asyncio.Semaphore(profile.concurrency)
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.close()
+
+    async def score(self, sample: Sample, rubric: Rubric) -> JudgeOutcome:
+        prompts = render_prompts(sample, rubric, self.profile)
+        if len(prompts) == 1:
+            outcomes = [await self._judge(prompts[0])]
+        else:
+            outcomes = list(await asyncio.gather(*(self._judge(prompt) for prompt in prompts)))
+        merged: dict[str, AxisResult] = {}
+        usage = Usage()
+        errors: list[str] = []
+        for outcome in outcomes:
+            merged.update(outcome.axes)
+            usage = usage.add(outcome.usage)
+            errors += [e for e in outcome.errors if e not in errors]
+        axes = {key: merged[key] for key in rubric.axis_keys}
+        for result in axes.values():
+            AXIS_STATUS.labels(judge=self.profile.name, status=result.status.value).inc()
+        return JudgeOutcome(axes=axes, usage=usage, error="; ".join(errors) or None)
+
+    async def _judge(self, prompt: RenderedPrompt) -> _PromptOutcome:
+        """One prompt: ask, parse, repair once if needed. Failures become axis statuses."""
+        keys = list(prompt.axis_keys)
+        tally = _Tally()
+        messages: list[ChatCompletionMessageParam] = [
+            ChatCompletionSystemMessageParam(role="system", content=prompt.system),
+            ChatCompletionUserMessageParam(role="user", content=prompt.user),
+        ]
+        try:
+            choice = await self._complete(messages, keys, tally)
+        except _CallFailed as failure:
+            return _failed(keys, failure.status, failure.message, tally)
+        content = choice.message.content or ""
+        if choice.finish_reason == "length":
+            return _failed(keys, AxisStatus.truncated, self._truncated_message(), tally)
+
+        parsed = parse_scores(content, keys)
+        axes = self._axis_results(parsed, content, choice)
+        if parsed.ok:
+            return _PromptOutcome(axes, tally.usage())
+        PARSE_FAILURES.labels(judge=self.profile.name).inc()
+        if not self.profile.repair:
+            return _PromptOutcome(axes, tally.usage(), [parsed.error_summary()])
+
+        messages += [
+            ChatCompletionAssistantMessageParam(role="assistant", content=content),
+            ChatCompletionUserMessageParam(
+                role="user", content=repair_instruction(parsed.error_summary(), keys, prompt.language)
+            ),
+        ]
+        failed_keys = parsed.failed
+        try:
+            repair_choice = await self._complete(messages, keys, tally)
+        except _CallFailed as failure:
+            REPAIRS.labels(judge=self.profile.name, outcome="failed").inc()
+            message = f"{parsed.error_summary()}; repair call failed: {failure.message}"
+            for key in failed_keys:
+                axes[key] = AxisResult.failed(AxisStatus.parse_error, message, axes[key].rationale)
+            return _PromptOutcome(axes, tally.usage(), [message])
+        repair_content = repair_choice.message.content or ""
+        if repair_choice.finish_reason == "length":
+            REPAIRS.labels(judge=self.profile.name, outcome="failed").inc()
+            message = self._truncated_message()
+            for key in failed_keys:
+                axes[key] = AxisResult.failed(AxisStatus.truncated, message)
+            return _PromptOutcome(axes, tally.usage(), [message])
+
+        repaired = parse_scores(repair_content, keys)
+        repaired_axes = self._axis_results(repaired, repair_content, repair_choice)
+        # Axes the first answer scored keep that score: the repair was only needed for the others.
+        for key in failed_keys:
+            axes[key] = repaired_axes[key]
+        still_failed = [key for key in failed_keys if axes[key].status is not AxisStatus.ok]
+        REPAIRS.labels(judge=self.profile.name, outcome="failed" if still_failed else "ok").inc()
+        if not still_failed:
+            return _PromptOutcome(axes, tally.usage())
+        PARSE_FAILURES.labels(judge=self.profile.name).inc()
+        return _PromptOutcome(axes, tally.usage(), [repaired.error_summary()])
+
+    def _truncated_message(self) -> str:
+        return f"judge answer cut at max_tokens={self.profile.max_tokens} (finish_reason=length)"
+
+    def _axis_results(self, parsed: ParseResult, content: str, choice: Choice) -> dict[str, AxisResult]:
+        distributions = {}
+        if self.profile.logprobs:
+            tokens = choice.logprobs.content if choice.logprobs is not None else None
+            distributions = score_distributions(content, tokens, parsed)
+        results: dict[str, AxisResult] = {}
+        for key, axis in parsed.axes.items():
+            if axis.score is None:
+                results[key] = AxisResult.failed(AxisStatus.parse_error, axis.error or "unparsable", axis.rationale)
+                continue
+            found = distributions.get(key)
+            if not self.profile.logprobs:
+                results[key] = AxisResult(score=axis.score, status=AxisStatus.ok, rationale=axis.rationale)
+            elif found is None:
+                results[key] = AxisResult(
+                    score=axis.score, status=AxisStatus.ok, rationale=axis.rationale, score_method="no_logprobs"
+                )
+            else:
+                results[key] = AxisResult(
+                    score=axis.score,
+                    expected=found.expected,
+                    mass=found.mass,
+                    status=AxisStatus.ok,
+                    rationale=axis.rationale,
+                    score_method="logprobs",
+                )
+        return results
+
+    async def _complete(self, messages: list[ChatCompletionMessageParam], keys: list[str], tally: _Tally) -> Choice:
+        """One chat completion with retries; raises ``_CallFailed`` with the final failure classified."""
+        profile = self.profile
+        fmt = response_format(profile.structured_output, keys)
+
+        def count_retry(_: BaseException) -> None:
+            tally.retries += 1
+
+        async def attempt() -> ChatCompletion:
+            async with self._semaphore:
+                return await self._client.chat.completions.create(
+                    model=self._model,
+                    messages=messages,
+                    temperature=profile.temperature,
+                    max_tokens=profile.max_tokens,
+                    response_format=cast(ResponseFormat, fmt) if fmt is not None else openai.omit,
+                    logprobs=True if profile.logprobs else openai.omit,
+                    top_logprobs=profile.top_logprobs if profile.logprobs else openai.omit,
+                    extra_body=profile.extra_body or None,
+                )
+
+        tally.calls += 1
+        started = time.perf_counter()
+        try:
+            completion: ChatCompletion = await make_retrying(profile, on_retry=count_retry)(attempt)
+        except Exception as exc:  # a judge-side failure must become a status, never an exception
+            failure = self._classify(exc)
+            self._observe(started, "timeout" if failure.status is AxisStatus.timeout else "error")
+            raise failure from exc
+        if completion.usage is not None:
+            tally.prompt_tokens += completion.usage.prompt_tokens
+            tally.completion_tokens += completion.usage.completion_tokens
+        if not completion.choices:
+            self._observe(started, "error")
+            raise _CallFailed(AxisStatus.judge_error, "judge answered with no choices")
+        choice = completion.choices[0]
+        self._observe(started, "truncated" if choice.finish_reason == "length" else "ok")
+        return choice
+
+    def _observe(self, started: float, outcome: str) -> None:
+        JUDGE_CALL_LATENCY.labels(judge=self.profile.name, outcome=outcome).observe(time.perf_counter() - started)
+
+    def _classify(self, exc: Exception) -> _CallFailed:
+        if isinstance(exc, openai.APITimeoutError):
+            return _CallFailed(AxisStatus.timeout, f"judge call timed out (timeout_s={self.profile.timeout_s})")
+        if isinstance(exc, openai.APIStatusError):
+            return _CallFailed(AxisStatus.judge_error, f"judge answered HTTP {exc.status_code}: {exc.message}")
+        if isinstance(exc, openai.APIConnectionError):
+            return _CallFailed(AxisStatus.judge_error, f"cannot reach judge at {self._client.base_url}: {exc}")
+        if not isinstance(exc, openai.OpenAIError):
+            logger.warning("judge %s: unexpected failure", self.profile.name, exc_info=exc)
+        return _CallFailed(AxisStatus.judge_error, f"{type(exc).__name__}: {exc}")
+
+
+def _failed(keys: list[str], status: AxisStatus, message: str, tally: _Tally) -> _PromptOutcome:
+    return _PromptOutcome({key: AxisResult.failed(status, message) for key in keys}, tally.usage(), [message])
+
+
+def _api_key(profile: JudgeProfile) -> str:
+    """The key from ``profile.api_key_env``; servers without auth (local vLLM) get a placeholder."""
+    if profile.api_key_env is None:
+        return "EMPTY"
+    if profile.api_key_env not in os.environ:
+        raise JudgeUnavailable(
+            f"judge profile {profile.name!r} reads its API key from the environment variable "
+            f"{profile.api_key_env}, which is not set",
+            field="api_key_env",
+        )
+    return os.environ[profile.api_key_env] or "EMPTY"
