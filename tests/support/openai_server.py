@@ -1,0 +1,487 @@
+"""A loopback server speaking the OpenAI chat-completions protocol, scriptable per test.
+
+In tests::
+
+    with OpenAIServer() as server:              # or the ``openai_server`` fixture
+        server.script(rate_limited(retry_after="1"), Verdict(scores=2))
+        server.default = lambda request: Verdict(scores={"safety": 1})
+        ...  # point an AsyncOpenAI client at server.url
+        assert server.calls == 2 and server.requests[-1].body["model"] == "m"
+
+Scripted behaviours are used one per request, in arrival order; when the script is empty, ``default``
+answers (a behaviour, or a function of the request returning one). The default verdict works for any
+rubric: axis keys come from the request's ``response_format`` JSON schema, else from the prompt's
+``RUBRIC_AXES:`` line, and each score is derived from a hash of the fenced (judged) texts.
+
+For benchmarks, in a separate process: ``python -m tests.support.openai_server --port P --latency-ms 100``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import itertools
+import math
+import re
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+# Deliberately not imported from judge.prompts: the server reads prompts as a third party would.
+_AXES_LINE = re.compile(r"^RUBRIC_AXES:[ \t]*(.*)$", re.MULTILINE)
+_FENCE = re.compile(r"<<<([A-Z_]+)_([0-9a-f]{8,})>>>\n(.*?)\n<<<END_\1_\2>>>", re.DOTALL)
+_TOKEN_CHUNK = 4
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """A chat-completions request as the server received it."""
+
+    body: dict[str, Any]
+    headers: dict[str, str]
+    received_at: float  # time.monotonic(), comparable with the test process's clock
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        messages = self.body.get("messages")
+        return messages if isinstance(messages, list) else []
+
+    @property
+    def prompt(self) -> str:
+        """Every message's text, joined."""
+        return "\n".join(str(m.get("content") or "") for m in self.messages if isinstance(m, dict))
+
+    @property
+    def fenced_texts(self) -> list[str]:
+        """The texts inside the prompt's nonce fences (the judged material)."""
+        return [match.group(3) for match in _FENCE.finditer(self.prompt)]
+
+    @property
+    def axis_keys(self) -> list[str]:
+        """Axis keys from the response_format schema, else from the last ``RUBRIC_AXES:`` line outside fences."""
+        try:
+            axes = self.body["response_format"]["json_schema"]["schema"]["properties"]["axes"]
+            return [str(key) for key in axes.get("required") or axes["properties"]]
+        except (KeyError, TypeError, AttributeError):
+            pass
+        found = _AXES_LINE.findall(_FENCE.sub("", self.prompt))
+        if not found:
+            return []
+        return [key.strip() for key in found[-1].split(",") if key.strip()]
+
+    @property
+    def wants_logprobs(self) -> bool:
+        return bool(self.body.get("logprobs"))
+
+    @property
+    def top_logprobs(self) -> int:
+        value = self.body.get("top_logprobs")
+        return int(value) if isinstance(value, int) and value > 0 else 1
+
+
+def default_scores(request: ChatRequest) -> dict[str, int]:
+    """Scores 1..5 derived from the judged texts: the same sample gets the same scores whatever the nonce."""
+    judged = "\x00".join(request.fenced_texts) or request.prompt
+    scores = {}
+    for key in request.axis_keys:
+        digest = hashlib.sha256(f"{key}\x00{judged}".encode()).digest()
+        scores[key] = 1 + digest[0] % 5
+    return scores
+
+
+ScoreSpec = int | Mapping[str, int] | Callable[[ChatRequest], Mapping[str, int]] | None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A well-formed verdict for the request's axes.
+
+    ``scores``: one score for every axis, a mapping (axes left out get the default), or a function of the
+    request; None for the default. ``style``: bare JSON, a Markdown ```json fence, JSON inside prose, or
+    several objects (a draft with other scores and a different-shape object first, the real one last).
+    ``logprobs``: None follows the request, False never sends any, True always does. The score token's
+    top logprobs put ``p_top`` on the chosen score and spread the rest evenly, unless ``distributions``
+    gives, per axis, the top tokens and their probabilities (e.g. ``{"4": 0.6, " 5": 0.3, "x": 0.1}``).
+    """
+
+    scores: ScoreSpec = None
+    style: Literal["json", "fenced", "prose", "several"] = "json"
+    logprobs: bool | None = None
+    p_top: float = 0.7
+    distributions: Mapping[str, Mapping[str, float]] | None = None
+    rationale: str = "依据量表逐项核对后给出的评分理由。"
+    delay_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Text:
+    """A raw answer (garbage, hand-written JSON, ...)."""
+
+    content: str
+    finish_reason: str = "stop"
+
+
+@dataclass(frozen=True)
+class Truncated:
+    """A verdict cut in the middle, with ``finish_reason="length"``."""
+
+    scores: ScoreSpec = None
+
+
+@dataclass(frozen=True)
+class HTTPError:
+    """An error status in the OpenAI error shape, with optional headers (e.g. Retry-After)."""
+
+    status: int
+    message: str = "error"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    type: str = "server_error"
+    code: str | None = None
+
+
+@dataclass(frozen=True)
+class Slow:
+    """Answer ``then`` after ``delay_s`` (longer than the client's timeout, to test timeouts)."""
+
+    delay_s: float
+    then: Behaviour = Verdict()
+
+
+Behaviour = Verdict | Text | Truncated | HTTPError | Slow
+BehaviourSource = Behaviour | Callable[[ChatRequest], Behaviour]
+
+
+def garbage(content: str = "抱歉，我无法按要求给出评分。这个回答整体还可以吧。") -> Text:
+    return Text(content)
+
+
+def rate_limited(retry_after: str | None = "1", *, retry_after_ms: str | None = None) -> HTTPError:
+    headers = {}
+    if retry_after is not None:
+        headers["retry-after"] = retry_after
+    if retry_after_ms is not None:
+        headers["retry-after-ms"] = retry_after_ms
+    return HTTPError(429, "Rate limit reached", headers, type="rate_limit_error", code="rate_limit_exceeded")
+
+
+def server_error(status: int = 500) -> HTTPError:
+    return HTTPError(status, "The server had an error while processing your request")
+
+
+def bad_request(message: str = "This model's maximum context length is 8192 tokens") -> HTTPError:
+    return HTTPError(400, message, type="invalid_request_error", code="context_length_exceeded")
+
+
+@dataclass
+class RecordedCall:
+    """One request seen, with when it arrived and when its answer left (``time.monotonic()``)."""
+
+    request: ChatRequest
+    status: int = 0
+    answered_at: float | None = None
+
+    @property
+    def body(self) -> dict[str, Any]:
+        return self.request.body
+
+    @property
+    def received_at(self) -> float:
+        return self.request.received_at
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _resolve_scores(spec: ScoreSpec, request: ChatRequest) -> dict[str, int]:
+    scores = default_scores(request)
+    if isinstance(spec, int):
+        return dict.fromkeys(scores, spec)
+    if callable(spec):
+        scores.update(spec(request))
+    elif spec is not None:
+        scores.update(spec)
+    return scores
+
+
+def _verdict_pieces(scores: Mapping[str, int], rationale: str) -> list[tuple[str, str | None]]:
+    """The verdict JSON as pieces; a piece tagged with an axis key is that axis's score digit."""
+    pieces: list[tuple[str, str | None]] = [('{"axes": {', None)]
+    for i, (key, score) in enumerate(scores.items()):
+        head = ", " if i else ""
+        pieces.append((f'{head}{_dumps(key)}: {{"rationale": {_dumps(rationale)}, "score": ', None))
+        pieces.append((str(score), key))
+        pieces.append(("}", None))
+    pieces.append(("}}", None))
+    return pieces
+
+
+def _token(text: str, logprob: float, top: list[tuple[str, float]]) -> dict[str, Any]:
+    return {
+        "token": text,
+        "logprob": logprob,
+        "bytes": list(text.encode()),
+        "top_logprobs": [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in top],
+    }
+
+
+def _score_top(verdict: Verdict, key: str, score: int) -> list[tuple[str, float]]:
+    if verdict.distributions is not None and key in verdict.distributions:
+        probabilities = dict(verdict.distributions[key])
+    else:
+        rest = (1.0 - verdict.p_top) / 4
+        probabilities = {str(level): verdict.p_top if level == score else rest for level in range(1, 6)}
+    ranked = sorted(probabilities.items(), key=lambda item: -item[1])
+    return [(token, math.log(p)) for token, p in ranked if p > 0]
+
+
+def _logprob_tokens(
+    pieces: list[tuple[str, str | None]], verdict: Verdict, scores: Mapping[str, int], top_n: int
+) -> list[dict[str, Any]]:
+    tokens = []
+    for text, key in pieces:
+        if key is not None:
+            top = _score_top(verdict, key, scores[key])[:top_n]
+            chosen = dict(top).get(text, math.log(verdict.p_top))
+            tokens.append(_token(text, chosen, top))
+            continue
+        for start in range(0, len(text), _TOKEN_CHUNK):
+            chunk = text[start : start + _TOKEN_CHUNK]
+            tokens.append(_token(chunk, 0.0, [(chunk, 0.0)][:top_n]))
+    return tokens
+
+
+class OpenAIServer:
+    """The loopback server: start with ``with OpenAIServer() as server`` or ``start()``/``stop()``."""
+
+    def __init__(
+        self, *, host: str = "127.0.0.1", port: int = 0, latency_ms: float = 0.0, keep_requests: int = 256
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.latency_s = latency_ms / 1000.0
+        self.default: BehaviourSource = Verdict()
+        self.calls = 0
+        # Requests being answered now, and the most seen at once (to check a client's concurrency cap).
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.requests: deque[RecordedCall] = deque(maxlen=keep_requests)
+        self._script: deque[Behaviour] = deque()
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._stopping = False
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self._chat_completions, methods=["POST"]),
+                Route("/v1/models", self._models, methods=["GET"]),
+            ]
+        )
+
+    # -- scripting ---------------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The base URL for an OpenAI client (``…/v1``)."""
+        return f"http://{self.host}:{self.port}/v1"
+
+    def script(self, *behaviours: Behaviour) -> None:
+        """Queue behaviours, one per coming request."""
+        with self._lock:
+            self._script.extend(behaviours)
+
+    @property
+    def pending(self) -> int:
+        """Scripted behaviours not yet used."""
+        with self._lock:
+            return len(self._script)
+
+    def reset(self) -> None:
+        """Forget the script, the default, the counters and the recorded requests."""
+        with self._lock:
+            self._script.clear()
+            self.default = Verdict()
+            self.calls = 0
+            self.max_in_flight = self.in_flight
+            self.requests.clear()
+
+    @property
+    def last_request(self) -> ChatRequest:
+        return self.requests[-1].request
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    def start(self) -> OpenAIServer:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            self.app, log_level="warning", access_log=False, lifespan="off", backlog=4096, timeout_graceful_shutdown=2
+        )
+        self._server = uvicorn.Server(config)
+        self._stopping = False
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="openai-loopback", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("loopback OpenAI server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self._stopping = True
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._server = self._thread = None
+
+    def __enter__(self) -> OpenAIServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- HTTP --------------------------------------------------------------------------------------------
+
+    async def _models(self, request: Request) -> Response:
+        body = {
+            "object": "list",
+            "data": [{"id": "loopback-judge", "object": "model", "created": 0, "owned_by": "test"}],
+        }
+        return Response(orjson.dumps(body), media_type="application/json")
+
+    def _next(self, request: ChatRequest) -> Behaviour:
+        with self._lock:
+            self.calls += 1
+            if self._script:
+                return self._script.popleft()
+            source = self.default
+        return source(request) if callable(source) else source
+
+    async def _chat_completions(self, http_request: Request) -> Response:
+        received = time.monotonic()
+        try:
+            body = orjson.loads(await http_request.body())
+        except orjson.JSONDecodeError:
+            return self._error(HTTPError(400, "body is not JSON", type="invalid_request_error"))
+        request = ChatRequest(body=body, headers=dict(http_request.headers), received_at=received)
+        record = RecordedCall(request)
+        with self._lock:
+            self.requests.append(record)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            behaviour = self._next(request)
+            if self.latency_s:
+                await asyncio.sleep(self.latency_s)
+            response = await self._answer(behaviour, request)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+        record.status = response.status_code
+        record.answered_at = time.monotonic()
+        return response
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, but wake early when the server stops so shutdown never waits on a slow answer."""
+        deadline = time.monotonic() + seconds
+        while not self._stopping and (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, 0.05))
+
+    async def _answer(self, behaviour: Behaviour, request: ChatRequest) -> Response:
+        if isinstance(behaviour, Slow):
+            await self._sleep(behaviour.delay_s)
+            return await self._answer(behaviour.then, request)
+        if isinstance(behaviour, HTTPError):
+            return self._error(behaviour)
+        if isinstance(behaviour, Text):
+            return self._completion(request, behaviour.content, behaviour.finish_reason, None)
+        scores = _resolve_scores(behaviour.scores, request)
+        if isinstance(behaviour, Truncated):
+            content = "".join(text for text, _ in _verdict_pieces(scores, "依据量表逐项核对"))
+            return self._completion(request, content[: len(content) // 2], "length", None)
+        if behaviour.delay_s:
+            await self._sleep(behaviour.delay_s)
+        pieces = _verdict_pieces(scores, behaviour.rationale)
+        if behaviour.style == "fenced":
+            pieces = [("```json\n", None), *pieces, ("\n```\n以上是我的评分。", None)]
+        elif behaviour.style == "prose":
+            pieces = [("好的，评估如下：\n", None), *pieces, ("\n请参考以上评分。", None)]
+        elif behaviour.style == "several":
+            draft = "".join(text for text, _ in _verdict_pieces(dict.fromkeys(scores, 1), "草稿"))
+            pieces = [(f'{{"note": "先打草稿"}}\n草稿：{draft}\n最终结果：\n', None), *pieces]
+        content = "".join(text for text, _ in pieces)
+        send_logprobs = behaviour.logprobs if behaviour.logprobs is not None else request.wants_logprobs
+        logprobs = _logprob_tokens(pieces, behaviour, scores, request.top_logprobs) if send_logprobs else None
+        return self._completion(request, content, "stop", logprobs)
+
+    def _completion(
+        self, request: ChatRequest, content: str, finish_reason: str, logprobs: list[dict[str, Any]] | None
+    ) -> Response:
+        prompt_tokens = max(1, len(request.prompt) // 2)
+        completion_tokens = len(logprobs) if logprobs is not None else max(1, len(content) // 2)
+        body = {
+            "id": f"chatcmpl-loopback-{next(self._ids)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": request.body.get("model", "loopback-judge"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content},
+                    "finish_reason": finish_reason,
+                    "logprobs": {"content": logprobs} if logprobs is not None else None,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+        return Response(orjson.dumps(body), media_type="application/json")
+
+    @staticmethod
+    def _error(error: HTTPError) -> Response:
+        body = {"error": {"message": error.message, "type": error.type, "param": None, "code": error.code}}
+        return Response(
+            orjson.dumps(body), status_code=error.status, headers=dict(error.headers), media_type="application/json"
+        )
+
+
+def serve_forever(server: OpenAIServer) -> Iterator[OpenAIServer]:
+    """Generator for fixtures: a started server, stopped afterwards."""
+    with server:
+        yield server
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Loopback OpenAI-compatible judge server (tests, benchmarks)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every answer")
+    args = parser.parse_args(argv)
+    server = OpenAIServer(host=args.host, port=args.port, latency_ms=args.latency_ms, keep_requests=16)
+    uvicorn.run(server.app, host=args.host, port=args.port, log_level="info", access_log=False, backlog=4096)
+
+
+if __name__ == "__main__":
+    main()
