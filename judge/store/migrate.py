@@ -39,6 +39,11 @@ def downgrade_sync(url: str | None = None, revision: str = "base") -> None:
     command.downgrade(make_config(url), revision)
 
 
+def revision_sync(message: str, url: str | None = None, autogenerate: bool = True) -> None:
+    """Write a new migration script; autogenerate diffs the models against the database at ``url``."""
+    command.revision(make_config(url), message=message, autogenerate=autogenerate)
+
+
 async def upgrade(url: str, revision: str = "head") -> None:
     """Migrate ``url`` up to ``revision`` from inside a running event loop."""
     engine = create_engine(url)

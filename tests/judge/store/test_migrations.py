@@ -11,6 +11,7 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from judge.settings import get_settings
 from judge.store import migrate
 from judge.store.database import create_engine
 from judge.store.models import Base
@@ -66,6 +67,16 @@ def test_sync_api_migrates_and_reverts(tmp_path: Any) -> None:
     migrate.downgrade_sync(url)
     migrate.upgrade_sync(url)
     assert (tmp_path / "sync.db").exists()
+
+
+def test_without_a_url_the_settings_decide(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RJ_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/from-settings.db")
+    get_settings.cache_clear()
+    try:
+        migrate.upgrade_sync()
+    finally:
+        get_settings.cache_clear()
+    assert (tmp_path / "from-settings.db").exists()
 
 
 def test_migration_scripts_ship_with_the_package() -> None:
