@@ -1,0 +1,38 @@
+"""The FastAPI app factory and its lifespan, which owns the engine's resources."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+
+from api.auth import require_api_key
+from api.errors import install_error_handlers
+from api.metrics_middleware import RequestMetrics
+from api.routes import health, rubrics, score, verdicts
+from judge.runtime import Runtime
+from judge.scorer import BackendFactory
+from judge.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None, *, backend_factory: BackendFactory | None = None) -> FastAPI:
+    """Build the app; resources are opened by the lifespan, not here, so importing connects nothing."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = await Runtime.open(settings or get_settings(), backend_factory=backend_factory)
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            await runtime.aclose()
+
+    app = FastAPI(title="rubric-judge", version="0.1.0", lifespan=lifespan)
+    install_error_handlers(app)
+    app.add_middleware(RequestMetrics)
+    app.include_router(health.router)
+    v1 = [Depends(require_api_key)]
+    for router in (score.router, rubrics.router, verdicts.router):
+        app.include_router(router, prefix="/v1", dependencies=v1)
+    return app

@@ -1,0 +1,35 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
+
+from api.deps import RuntimeDep
+from api.responses import FastJSONResponse
+from judge.store.database import ping
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> FastJSONResponse:
+    return FastJSONResponse({"status": "ok"})
+
+
+@router.get("/readyz")
+async def readyz(runtime: RuntimeDep) -> FastJSONResponse:
+    """Ready when the database answers, and Redis too when one is configured."""
+    checks: dict[str, bool] = {"database": await ping(runtime.engine)}
+    if runtime.settings.redis_url:
+        checks["redis"] = await runtime.cache.ping()
+    ready = all(checks.values())
+    return FastJSONResponse(
+        {"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503
+    )
+
+
+@router.get("/metrics")
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,91 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from judge.samples import SampleIn
+from judge.service import ScoreOptions
+
+
+class ScoreRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rubric: Annotated[str, Field(min_length=1, max_length=200)] = "prmed"
+    judge: Annotated[str, Field(min_length=1, max_length=100)]
+    samples: list[SampleIn]
+    options: ScoreOptions = Field(default_factory=ScoreOptions)
+
+
+class AxisOut(BaseModel):
+    score: int | None
+    expected: float | None
+    status: str
+    rationale: str | None = None
+    score_method: str | None = None
+    mass: float | None = None
+    error: str | None = None
+
+
+class ResultOut(BaseModel):
+    id: str | None
+    sample_hash: str
+    axes: dict[str, AxisOut]
+    layers: dict[str, float | None]
+    reward: float | None
+    passed: bool | None
+    failing_axes: list[str]
+    missing_axes: list[str]
+    gated_by: list[str]
+    reason: str | None
+    cached: bool
+    verdict_id: str | None
+    clipped: bool
+    error: str | None
+
+
+class UsageOut(BaseModel):
+    samples: int
+    cached: int
+    judged: int
+    timed_out: int
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    retries: int
+
+
+class ScoreResponse(BaseModel):
+    rubric: str
+    rubric_hash: str
+    judge: str
+    results: list[ResultOut]
+    usage: UsageOut
+
+
+class RubricSummary(BaseModel):
+    ref: str
+    name: str
+    version: int
+    hash: str
+    kind: str
+    language: str
+    axes: list[str]
+    description: dict[str, str]
+
+
+class ErrorBody(BaseModel):
+    type: str
+    message: str
+    field: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 422, 503)
+}

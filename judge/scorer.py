@@ -1,0 +1,226 @@
+"""The Scorer: normalise -> hash -> in-flight dedup -> cache -> store -> backend -> store + cache.
+
+Everything that scores (the HTTP API, the CLI, bulk jobs, reward adapters) goes through here, so
+deduplication, caching and the never-invent-a-score rule hold everywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from judge import metrics
+from judge.backends.base import JudgeBackend
+from judge.cache import VerdictCache
+from judge.profiles import JudgeProfile
+from judge.samples import Sample
+from judge.store.repository import VerdictRepository
+from judge.verdicts import AxisResult, AxisStatus, JudgeOutcome, Usage, Verdict
+from judge.writer import VerdictWriter
+from rubrics.schema import Rubric
+
+log = logging.getLogger(__name__)
+
+BackendFactory = Callable[[JudgeProfile], JudgeBackend]
+
+
+def cache_key(rubric: Rubric, profile: JudgeProfile, sample: Sample) -> str:
+    return hashlib.sha256(f"{rubric.content_hash}:{profile.hash}:{sample.hash}".encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredItem:
+    """The result for one input sample. ``verdict`` is None only when the deadline passed first."""
+
+    sample: Sample
+    key: str
+    verdict: Verdict | None
+    cached: bool
+    # Where a cached verdict came from: "cache" or "store"; None when judged now or timed out.
+    source: str | None = None
+
+    @property
+    def timed_out(self) -> bool:
+        return self.verdict is None
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreBatch:
+    items: list[ScoredItem]
+    usage: Usage
+
+    @property
+    def cached(self) -> int:
+        return sum(1 for i in self.items if i.cached)
+
+
+class Scorer:
+    """Scores samples under a rubric with a judge profile. Owns one backend per profile."""
+
+    def __init__(
+        self,
+        *,
+        cache: VerdictCache,
+        sessions: async_sessionmaker[AsyncSession] | None,
+        backend_factory: BackendFactory,
+    ) -> None:
+        self._cache = cache
+        self._sessions = sessions
+        self._backend_factory = backend_factory
+        self._backends: dict[str, JudgeBackend] = {}
+        self._inflight: dict[str, asyncio.Task[Verdict]] = {}
+        self._writer = VerdictWriter(sessions, cache)
+        self._closing = False
+
+    def backend(self, profile: JudgeProfile) -> JudgeBackend:
+        """The backend for a profile, built on first use (raises JudgeUnavailable if it cannot be)."""
+        ident = f"{profile.name}:{hashlib.sha256(profile.model_dump_json().encode()).hexdigest()}"
+        backend = self._backends.get(ident)
+        if backend is None:
+            backend = self._backend_factory(profile)
+            self._backends[ident] = backend
+        return backend
+
+    async def score(
+        self,
+        rubric: Rubric,
+        profile: JudgeProfile,
+        samples: Sequence[Sample],
+        *,
+        deadline_s: float | None = None,
+        use_cache: bool = True,
+    ) -> ScoreBatch:
+        """Score samples; results come back in input order.
+
+        With a deadline, items not finished in time come back with ``verdict=None``; their judge
+        calls go on, and their verdicts are stored and cached when they arrive.
+        """
+        backend = self.backend(profile)
+        keys = [cache_key(rubric, profile, s) for s in samples]
+        found: dict[str, tuple[Verdict, str]] = {}
+        if use_cache:
+            found = await self._lookup(list(dict.fromkeys(keys)))
+        tasks: dict[str, asyncio.Task[Verdict]] = {}
+        for key, sample in zip(keys, samples, strict=True):
+            if key in found or key in tasks:
+                continue
+            task = self._inflight.get(key)
+            if task is None:
+                task = asyncio.create_task(self._judge(backend, key, sample, rubric, profile))
+                self._inflight[key] = task
+                task.add_done_callback(self._forget(key))
+                metrics.CACHE_MISSES.inc()
+            tasks[key] = task
+        if tasks:
+            # asyncio.wait never cancels: late results still reach the store and the cache.
+            await asyncio.wait(set(tasks.values()), timeout=deadline_s)
+        usage = Usage()
+        counted: set[str] = set()
+        items: list[ScoredItem] = []
+        for key, sample in zip(keys, samples, strict=True):
+            if key in found:
+                verdict, source = found[key]
+                items.append(ScoredItem(sample, key, verdict, cached=True, source=source))
+                continue
+            task = tasks[key]
+            if not task.done():
+                items.append(ScoredItem(sample, key, None, cached=False))
+                continue
+            verdict = task.result()
+            if key not in counted:
+                usage = usage.add(verdict.usage)
+                counted.add(key)
+            items.append(ScoredItem(sample, key, verdict, cached=False))
+        return ScoreBatch(items, usage)
+
+    def _forget(self, key: str) -> Callable[[asyncio.Task[Verdict]], None]:
+        def done(_: asyncio.Task[Verdict]) -> None:
+            self._inflight.pop(key, None)
+
+        return done
+
+    async def _lookup(self, keys: list[str]) -> dict[str, tuple[Verdict, str]]:
+        found: dict[str, tuple[Verdict, str]] = {}
+        for key, raw in (await self._cache.get_many(keys)).items():
+            try:
+                found[key] = (Verdict.model_validate(orjson.loads(raw)), "cache")
+            except ValueError:
+                log.warning("dropping unreadable cache entry %s", key)
+        if found:
+            metrics.CACHE_HITS.labels(tier="cache").inc(len(found))
+        missing = [k for k in keys if k not in found]
+        if missing and self._sessions is not None:
+            try:
+                async with self._sessions() as session:
+                    stored = await VerdictRepository(session).find_complete(missing)
+            except Exception:
+                log.exception("store lookup failed; judging instead")
+                stored = {}
+            if stored:
+                metrics.CACHE_HITS.labels(tier="store").inc(len(stored))
+                await self._cache.set_many({k: orjson.dumps(v.model_dump(mode="json")) for k, v in stored.items()})
+            found.update({k: (v, "store") for k, v in stored.items()})
+        return found
+
+    async def _judge(
+        self, backend: JudgeBackend, key: str, sample: Sample, rubric: Rubric, profile: JudgeProfile
+    ) -> Verdict:
+        started = time.perf_counter()
+        try:
+            outcome = await backend.score(sample, rubric)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # A backend bug must not take the batch down, nor produce a score.
+            log.exception("judge %s failed on sample %s", profile.name, sample.hash[:12])
+            outcome = JudgeOutcome.all_failed(rubric.axis_keys, AxisStatus.judge_error, f"{type(exc).__name__}: {exc}")
+        outcome = _complete_axes(outcome, rubric)
+        verdict = Verdict(
+            id=uuid.uuid4().hex,
+            cache_key=key,
+            sample_hash=sample.hash,
+            rubric_ref=rubric.ref,
+            rubric_hash=rubric.content_hash,
+            judge=profile.name,
+            profile_hash=profile.hash,
+            axes=outcome.axes,
+            usage=outcome.usage,
+            error=outcome.error,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            clipped=sample.clipped,
+            created_at=time.time(),
+        )
+        await self._writer.write(verdict, sample)
+        return verdict
+
+    async def aclose(self) -> None:
+        """Let judge calls in flight finish (so their verdicts are kept), then close backends."""
+        self._closing = True
+        pending = list(self._inflight.values())
+        if pending:
+            await asyncio.wait(pending, timeout=30)
+        await self._writer.aclose()
+        for backend in self._backends.values():
+            await backend.aclose()
+        self._backends.clear()
+
+
+def _complete_axes(outcome: JudgeOutcome, rubric: Rubric) -> JudgeOutcome:
+    """Every rubric axis gets a result: one a backend left out is a parse error, never a score."""
+    missing = [k for k in rubric.axis_keys if k not in outcome.axes]
+    extra = [k for k in outcome.axes if k not in set(rubric.axis_keys)]
+    if not missing and not extra:
+        return outcome
+    axes = {k: outcome.axes[k] for k in rubric.axis_keys if k in outcome.axes}
+    for k in missing:
+        axes[k] = AxisResult.failed(AxisStatus.parse_error, "the judge returned no result for this axis")
+    ordered = {k: axes[k] for k in rubric.axis_keys}
+    return outcome.model_copy(update={"axes": ordered})

@@ -1,0 +1,90 @@
+"""Scoring as callers ask for it: resolve rubric and judge, check limits, score, render results."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from judge.errors import LimitExceeded
+from judge.profiles import JudgeProfile
+from judge.results import render_result
+from judge.runtime import Runtime
+from judge.samples import Sample, SampleIn, normalise
+from judge.settings import Settings
+from rubrics.schema import Rubric
+
+
+class ScoreOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # The whole call's budget; unfinished items come back with status "timeout".
+    deadline_ms: Annotated[int | None, Field(gt=0, le=3_600_000)] = None
+    cache: bool = True
+    rationale: bool = True
+    # What an item with an unscored axis gets: passed/reward null (default), a fail, or scored axes only.
+    on_missing: Literal["null", "fail", "ignore"] = "null"
+
+
+def check_limits(settings: Settings, samples: Sequence[SampleIn]) -> None:
+    """Over a configured limit: a 413 that names the field, before any work is done."""
+    if len(samples) > settings.max_samples_per_request:
+        raise LimitExceeded(
+            f"{len(samples)} samples in one request; the limit is {settings.max_samples_per_request}",
+            field="samples",
+        )
+    limit = settings.max_text_chars
+    for i, sample in enumerate(samples):
+        for name in ("reasoning", "response", "completion", "reference"):
+            text = getattr(sample, name)
+            if text is not None and len(text) > limit:
+                raise LimitExceeded(f"{len(text)} characters; the limit is {limit}", field=f"samples[{i}].{name}")
+        for j, message in enumerate(sample.messages):
+            if len(message.content) > limit:
+                raise LimitExceeded(
+                    f"{len(message.content)} characters; the limit is {limit}",
+                    field=f"samples[{i}].messages[{j}].content",
+                )
+
+
+def resolve(runtime: Runtime, rubric_ref: str, judge: str) -> tuple[Rubric, JudgeProfile]:
+    rubric = runtime.rubrics.resolve(rubric_ref)
+    profile = runtime.profiles.get(judge)
+    # Fail fast (503, field "judge") when the backend cannot be built, e.g. its API key is unset.
+    runtime.scorer.backend(profile)
+    return rubric, profile
+
+
+async def score_samples(
+    runtime: Runtime,
+    rubric: Rubric,
+    profile: JudgeProfile,
+    samples: Sequence[Sample],
+    options: ScoreOptions,
+) -> dict[str, Any]:
+    """Score normalised samples and render the response body (results in input order + usage)."""
+    deadline = options.deadline_ms / 1000 if options.deadline_ms is not None else runtime.settings.default_deadline_s
+    batch = await runtime.scorer.score(rubric, profile, samples, deadline_s=deadline, use_cache=options.cache)
+    results = [
+        render_result(item, rubric, include_rationale=options.rationale, on_missing=options.on_missing)
+        for item in batch.items
+    ]
+    timed_out = sum(1 for item in batch.items if item.timed_out)
+    return {
+        "rubric": rubric.ref,
+        "rubric_hash": rubric.content_hash,
+        "judge": profile.name,
+        "results": results,
+        "usage": {
+            "samples": len(samples),
+            "cached": batch.cached,
+            "judged": len(samples) - batch.cached - timed_out,
+            "timed_out": timed_out,
+            **batch.usage.model_dump(),
+        },
+    }
+
+
+def normalise_all(samples: Sequence[SampleIn]) -> list[Sample]:
+    return [normalise(s) for s in samples]
