@@ -10,7 +10,7 @@ from judge.profiles import JudgeProfile
 
 
 def build_backend(profile: JudgeProfile, **kwargs: Any) -> JudgeBackend:
-    """A backend for ``profile``; ``kwargs`` go to its constructor (e.g. ``client=`` for the OpenAI judge).
+    """A backend for ``profile``; ``kwargs`` (e.g. ``client=``) go to the OpenAI judge's constructor.
 
     Backends are imported here, lazily, so that a process only loads the stack it uses.
     """
@@ -21,7 +21,7 @@ def build_backend(profile: JudgeProfile, **kwargs: Any) -> JudgeBackend:
     if profile.backend == "rules":
         from judge.backends.rules import RulesJudge
 
-        return RulesJudge(profile, **kwargs)
+        return RulesJudge(profile)
     if profile.backend == "reward_model":
         raise JudgeUnavailable("reward model backend not installed", field="backend")
     raise JudgeUnavailable(f"unknown judge backend {profile.backend!r}", field="backend")

@@ -277,6 +277,8 @@ class OpenAIServer:
         # Requests being answered now, and the most seen at once (to check a client's concurrency cap).
         self.in_flight = 0
         self.max_in_flight = 0
+        # Bumped by reset(): answers still running from before it don't count towards in_flight.
+        self._generation = 0
         self.requests: deque[RecordedCall] = deque(maxlen=keep_requests)
         self._script: deque[Behaviour] = deque()
         self._lock = threading.Lock()
@@ -315,7 +317,8 @@ class OpenAIServer:
             self._script.clear()
             self.default = Verdict()
             self.calls = 0
-            self.max_in_flight = self.in_flight
+            self._generation += 1
+            self.in_flight = self.max_in_flight = 0
             self.requests.clear()
 
     @property
@@ -385,6 +388,7 @@ class OpenAIServer:
         request = ChatRequest(body=body, headers=dict(http_request.headers), received_at=received)
         record = RecordedCall(request)
         with self._lock:
+            generation = self._generation
             self.requests.append(record)
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -392,24 +396,27 @@ class OpenAIServer:
             behaviour = self._next(request)
             if self.latency_s:
                 await asyncio.sleep(self.latency_s)
-            response = await self._answer(behaviour, request)
+            response = await self._answer(behaviour, request, http_request)
         finally:
             with self._lock:
-                self.in_flight -= 1
+                if generation == self._generation:
+                    self.in_flight -= 1
         record.status = response.status_code
         record.answered_at = time.monotonic()
         return response
 
-    async def _sleep(self, seconds: float) -> None:
-        """Sleep, but wake early when the server stops so shutdown never waits on a slow answer."""
+    async def _sleep(self, seconds: float, http_request: Request) -> None:
+        """Sleep, but stop early when the client has gone or the server stops (shutdown never waits)."""
         deadline = time.monotonic() + seconds
         while not self._stopping and (left := deadline - time.monotonic()) > 0:
             await asyncio.sleep(min(left, 0.05))
+            if await http_request.is_disconnected():
+                return
 
-    async def _answer(self, behaviour: Behaviour, request: ChatRequest) -> Response:
+    async def _answer(self, behaviour: Behaviour, request: ChatRequest, http_request: Request) -> Response:
         if isinstance(behaviour, Slow):
-            await self._sleep(behaviour.delay_s)
-            return await self._answer(behaviour.then, request)
+            await self._sleep(behaviour.delay_s, http_request)
+            return await self._answer(behaviour.then, request, http_request)
         if isinstance(behaviour, HTTPError):
             return self._error(behaviour)
         if isinstance(behaviour, Text):
@@ -419,7 +426,7 @@ class OpenAIServer:
             content = "".join(text for text, _ in _verdict_pieces(scores, "依据量表逐项核对"))
             return self._completion(request, content[: len(content) // 2], "length", None)
         if behaviour.delay_s:
-            await self._sleep(behaviour.delay_s)
+            await self._sleep(behaviour.delay_s, http_request)
         pieces = _verdict_pieces(scores, behaviour.rationale)
         if behaviour.style == "fenced":
             pieces = [("```json\n", None), *pieces, ("\n```\n以上是我的评分。", None)]
