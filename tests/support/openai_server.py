@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import hashlib
 import itertools
 import math
+import os
 import re
 import socket
 import threading
@@ -228,39 +230,59 @@ def _verdict_pieces(scores: Mapping[str, int], rationale: str) -> list[tuple[str
     return pieces
 
 
-def _token(text: str, logprob: float, top: list[tuple[str, float]]) -> dict[str, Any]:
-    return {
-        "token": text,
-        "logprob": logprob,
-        "bytes": list(text.encode()),
-        "top_logprobs": [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in top],
-    }
+@dataclass(frozen=True)
+class _Tokens:
+    """Token objects of ``choices[0].logprobs.content``, already serialised (comma-joined), and their count."""
+
+    json: bytes
+    count: int
 
 
-def _score_top(verdict: Verdict, key: str, score: int) -> list[tuple[str, float]]:
+def _token_json(text: str, logprob: float, top: tuple[tuple[str, float], ...]) -> bytes:
+    return orjson.dumps(
+        {
+            "token": text,
+            "logprob": logprob,
+            "bytes": list(text.encode()),
+            "top_logprobs": [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in top],
+        }
+    )
+
+
+# The pieces between score digits repeat from request to request (same keys, same rationale), so their
+# tokens are serialised once: this keeps the server far from being a benchmark's bottleneck.
+@functools.lru_cache(maxsize=8192)
+def _text_tokens(text: str, top_n: int) -> _Tokens:
+    chunks = [text[start : start + _TOKEN_CHUNK] for start in range(0, len(text), _TOKEN_CHUNK)]
+    return _Tokens(b",".join(_token_json(c, 0.0, ((c, 0.0),)[:top_n]) for c in chunks), len(chunks))
+
+
+@functools.lru_cache(maxsize=8192)
+def _digit_token(text: str, top: tuple[tuple[str, float], ...], fallback_logprob: float) -> _Tokens:
+    return _Tokens(_token_json(text, dict(top).get(text, fallback_logprob), top), 1)
+
+
+def _score_top(verdict: Verdict, key: str, score: int) -> tuple[tuple[str, float], ...]:
     if verdict.distributions is not None and key in verdict.distributions:
         probabilities = dict(verdict.distributions[key])
     else:
         rest = (1.0 - verdict.p_top) / 4
         probabilities = {str(level): verdict.p_top if level == score else rest for level in range(1, 6)}
     ranked = sorted(probabilities.items(), key=lambda item: -item[1])
-    return [(token, math.log(p)) for token, p in ranked if p > 0]
+    return tuple((token, math.log(p)) for token, p in ranked if p > 0)
 
 
 def _logprob_tokens(
     pieces: list[tuple[str, str | None]], verdict: Verdict, scores: Mapping[str, int], top_n: int
-) -> list[dict[str, Any]]:
-    tokens = []
+) -> _Tokens:
+    parts = []
     for text, key in pieces:
-        if key is not None:
+        if key is None:
+            parts.append(_text_tokens(text, top_n))
+        else:
             top = _score_top(verdict, key, scores[key])[:top_n]
-            chosen = dict(top).get(text, math.log(verdict.p_top))
-            tokens.append(_token(text, chosen, top))
-            continue
-        for start in range(0, len(text), _TOKEN_CHUNK):
-            chunk = text[start : start + _TOKEN_CHUNK]
-            tokens.append(_token(chunk, 0.0, [(chunk, 0.0)][:top_n]))
-    return tokens
+            parts.append(_digit_token(text, top, math.log(verdict.p_top)))
+    return _Tokens(b",".join(part.json for part in parts if part.count), sum(part.count for part in parts))
 
 
 class OpenAIServer:
@@ -440,11 +462,9 @@ class OpenAIServer:
         logprobs = _logprob_tokens(pieces, behaviour, scores, request.top_logprobs) if send_logprobs else None
         return self._completion(request, content, "stop", logprobs)
 
-    def _completion(
-        self, request: ChatRequest, content: str, finish_reason: str, logprobs: list[dict[str, Any]] | None
-    ) -> Response:
+    def _completion(self, request: ChatRequest, content: str, finish_reason: str, logprobs: _Tokens | None) -> Response:
         prompt_tokens = max(1, len(request.prompt) // 2)
-        completion_tokens = len(logprobs) if logprobs is not None else max(1, len(content) // 2)
+        completion_tokens = logprobs.count if logprobs is not None else max(1, len(content) // 2)
         body = {
             "id": f"chatcmpl-loopback-{next(self._ids)}",
             "object": "chat.completion",
@@ -455,7 +475,9 @@ class OpenAIServer:
                     "index": 0,
                     "message": {"role": "assistant", "content": content},
                     "finish_reason": finish_reason,
-                    "logprobs": {"content": logprobs} if logprobs is not None else None,
+                    "logprobs": {"content": orjson.Fragment(b"[" + logprobs.json + b"]")}
+                    if logprobs is not None
+                    else None,
                 }
             ],
             "usage": {
@@ -480,14 +502,27 @@ def serve_forever(server: OpenAIServer) -> Iterator[OpenAIServer]:
         yield server
 
 
+_LATENCY_ENV = "LOOPBACK_OPENAI_LATENCY_MS"
+
+
+def create_app() -> Starlette:
+    """App factory for multi-worker runs (``--workers``): latency from ``LOOPBACK_OPENAI_LATENCY_MS``."""
+    return OpenAIServer(latency_ms=float(os.environ.get(_LATENCY_ENV, "0")), keep_requests=16).app
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Loopback OpenAI-compatible judge server (tests, benchmarks)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every answer")
+    parser.add_argument("--workers", type=int, default=1, help="server processes sharing the port")
     args = parser.parse_args(argv)
-    server = OpenAIServer(host=args.host, port=args.port, latency_ms=args.latency_ms, keep_requests=16)
-    uvicorn.run(server.app, host=args.host, port=args.port, log_level="info", access_log=False, backlog=4096)
+    options: dict[str, Any] = {"host": args.host, "port": args.port, "access_log": False, "backlog": 4096}
+    if args.workers > 1:
+        os.environ[_LATENCY_ENV] = str(args.latency_ms)
+        uvicorn.run("tests.support.openai_server:create_app", factory=True, workers=args.workers, **options)
+        return
+    uvicorn.run(OpenAIServer(latency_ms=args.latency_ms, keep_requests=16).app, **options)
 
 
 if __name__ == "__main__":
