@@ -9,6 +9,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from judge.metrics import REQUEST_LATENCY
 
 
+def route_label(scope: Scope) -> str:
+    """The route template (``/v1/verdicts/{verdict_id}``), not the raw path: ids would explode the label set."""
+    if "route" not in scope:
+        return "unmatched"
+    path: str = scope["path"]
+    for name, value in scope.get("path_params", {}).items():
+        path = path.replace(str(value), "{" + name + "}")
+    return path
+
+
 class RequestMetrics:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -29,9 +39,6 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = scope.get("route")
-            # The route template, not the raw path: ids in paths would explode the label set.
-            path = getattr(route, "path", "unmatched")
-            REQUEST_LATENCY.labels(route=path, method=scope["method"], status=str(status)).observe(
+            REQUEST_LATENCY.labels(route=route_label(scope), method=scope["method"], status=str(status)).observe(
                 time.perf_counter() - started
             )

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from judge.errors import LimitExceeded
+from judge.errors import JudgeUnavailable, LimitExceeded
 from judge.profiles import JudgeProfile
 from judge.results import render_result
 from judge.runtime import Runtime
@@ -52,7 +52,10 @@ def resolve(runtime: Runtime, rubric_ref: str, judge: str) -> tuple[Rubric, Judg
     rubric = runtime.rubrics.resolve(rubric_ref)
     profile = runtime.profiles.get(judge)
     # Fail fast (503, field "judge") when the backend cannot be built, e.g. its API key is unset.
-    runtime.scorer.backend(profile)
+    try:
+        runtime.scorer.backend(profile)
+    except JudgeUnavailable as exc:
+        raise JudgeUnavailable(f"judge {profile.name!r} is unavailable: {exc.message}", field="judge") from exc
     return rubric, profile
 
 

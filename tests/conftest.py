@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from judge.store.database import create_engine, make_session_factory
 from judge.store.migrate import upgrade
+from tests.support.openai_server import OpenAIServer
 
 PG_ADMIN_URL = os.environ.get("RJ_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("RJ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -166,3 +167,17 @@ async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     client = aioredis.Redis.from_url(redis_url)
     yield client
     await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def openai_server_session() -> Iterator[OpenAIServer]:
+    """One loopback OpenAI-protocol server for the whole run (starting uvicorn per test would be slow)."""
+    with OpenAIServer() as server:
+        yield server
+
+
+@pytest.fixture
+def openai_server(openai_server_session: OpenAIServer) -> OpenAIServer:
+    """The loopback server with an empty script, default verdicts and zeroed counters."""
+    openai_server_session.reset()
+    return openai_server_session

@@ -1,0 +1,5 @@
+"""``python -m judge`` runs the CLI (the same as the ``rubric-judge`` console script)."""
+
+from judge.cli import app
+
+app()
