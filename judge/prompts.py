@@ -130,6 +130,7 @@ _TEXT: dict[Language, dict[str, str]] = {
         "no_reasoning": "（模型没有给出思维链。）",
         "response": "## 最终回复",
         "no_response": "（模型没有给出回复。）",
+        "clipped": "注意：思维链或回复过长，已截断到长度上限后再交给你评估；不要因截断本身扣分。",
         "reference": "# 参考答案（仅供参考，不必逐字一致）",
         "format": (
             "# 输出格式\n"
@@ -171,6 +172,8 @@ _TEXT: dict[Language, dict[str, str]] = {
         "no_reasoning": "(The model gave no chain of thought.)",
         "response": "## Final response",
         "no_response": "(The model gave no response.)",
+        "clipped": "Note: the chain of thought or the response was too long and was cut to a length limit "
+        "before judging; do not mark down the cut itself.",
         "reference": "# Reference answer (for guidance; need not match word for word)",
         "format": (
             "# Output format\n"
@@ -236,6 +239,8 @@ def render_prompt(
         parts.append(text["turn"].format(i=i, who=text[f"who_{message.role}"]))
         parts.append(fence(message.content, _ROLE_LABELS[message.role], nonce))
     parts.append(text["judged"])
+    if sample.clipped:
+        parts.append(text["clipped"])
     parts.append(text["reasoning"])
     parts.append(fence(sample.reasoning, "REASONING", nonce) if sample.reasoning else text["no_reasoning"])
     parts.append(text["response"])

@@ -224,6 +224,8 @@ class OpenAIJudge:
                     logprobs=True if profile.logprobs else openai.omit,
                     top_logprobs=profile.top_logprobs if profile.logprobs else openai.omit,
                     extra_body=profile.extra_body or None,
+                    # Per request too, so that an injected client keeps to the profile's timeout.
+                    timeout=profile.timeout_s,
                 )
 
         tally.calls += 1

@@ -580,3 +580,18 @@ async def test_factory(openai_server: OpenAIServer) -> None:
     except ImportError:
         pytest.skip("rules backend not present")
     assert rules.profile.backend == "rules"
+
+
+async def test_given_client_keeps_to_the_profile_timeout(
+    openai_server: OpenAIServer, tiny_rubric: Rubric, zh_sample: Sample
+) -> None:
+    openai_server.default = Slow(delay_s=5.0)
+    client = openai.AsyncOpenAI(base_url=openai_server.url, api_key="EMPTY", max_retries=0, timeout=60.0)
+    judge = OpenAIJudge(JudgeProfile(name="shared-timeout", model="m", timeout_s=0.3, max_retries=0), client=client)
+    try:
+        outcome = await judge.score(zh_sample, tiny_rubric)
+    finally:
+        await client.close()
+
+    assert all(axis.status is AxisStatus.timeout for axis in outcome.axes.values())
+    assert openai_server.calls == 1

@@ -220,3 +220,11 @@ def test_builtin_prmed_rubric_renders_all_axes() -> None:
     assert prompt.user.rstrip().endswith(f"{AXES_LINE_PREFIX} {','.join(rubric.axis_keys)}")
     for axis in rubric.axes:
         assert all(anchor.zh in prompt.user for anchor in axis.anchors.values())
+
+
+def test_clipped_sample_is_announced(tiny_rubric: Rubric) -> None:
+    clipped = make_sample().model_copy(update={"clipped": True})
+
+    assert "已截断" in render_prompt(clipped, tiny_rubric, language="zh").user
+    assert "was cut to a length limit" in render_prompt(clipped, tiny_rubric, language="en").user
+    assert "已截断" not in render_prompt(make_sample(), tiny_rubric, language="zh").user
