@@ -172,7 +172,8 @@ class OpenAIJudge:
         if not still_failed:
             return _PromptOutcome(axes, tally.usage())
         PARSE_FAILURES.labels(judge=self.profile.name).inc()
-        return _PromptOutcome(axes, tally.usage(), [repaired.error_summary()])
+        summary = repaired.error or "; ".join(str(axes[key].error) for key in still_failed)
+        return _PromptOutcome(axes, tally.usage(), [summary])
 
     def _truncated_message(self) -> str:
         return f"judge answer cut at max_tokens={self.profile.max_tokens} (finish_reason=length)"

@@ -188,6 +188,7 @@ async def test_repair_only_replaces_failed_axes(
     outcome = await make_judge().score(zh_sample, tiny_rubric)
 
     assert _scores(outcome) == {"emotion_perception": 5, "medical_accuracy": 3, "safety": 3}
+    assert outcome.error is None
     repair_note = openai_server.last_request.body["messages"][-1]["content"]
     assert "axis 'medical_accuracy' missing" in repair_note
     assert "score 7 is not an integer" in repair_note
@@ -595,3 +596,18 @@ async def test_given_client_keeps_to_the_profile_timeout(
 
     assert all(axis.status is AxisStatus.timeout for axis in outcome.axes.values())
     assert openai_server.calls == 1
+
+
+async def test_repair_that_fixes_some_axes_reports_only_the_rest(
+    make_judge: MakeJudge, openai_server: OpenAIServer, tiny_rubric: Rubric, zh_sample: Sample
+) -> None:
+    first = Text('{"axes": {"emotion_perception": {"rationale": "好", "score": 5}}}')
+    second = Text(
+        '{"axes": {"medical_accuracy": {"rationale": "好", "score": 4}, "safety": {"rationale": "差", "score": 0}}}'
+    )
+    openai_server.script(first, second)
+    outcome = await make_judge().score(zh_sample, tiny_rubric)
+
+    assert _scores(outcome) == {"emotion_perception": 5, "medical_accuracy": 4, "safety": None}
+    assert outcome.axes["safety"].status is AxisStatus.parse_error
+    assert outcome.error == "axis 'safety': score 0 is not an integer from 1 to 5"
