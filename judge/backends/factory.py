@@ -10,9 +10,10 @@ from judge.profiles import JudgeProfile
 
 
 def build_backend(profile: JudgeProfile, **kwargs: Any) -> JudgeBackend:
-    """A backend for ``profile``; ``kwargs`` (e.g. ``client=``) go to the OpenAI judge's constructor.
+    """The backend ``profile`` names, imported lazily so that a process loads only the stack it uses.
 
-    Backends are imported here, lazily, so that a process only loads the stack it uses.
+    ``kwargs`` go to the backend's constructor: ``client=`` for the OpenAI judge, ``engine=`` for the
+    reward model (unavailable without one); the rules judge takes none.
     """
     if profile.backend == "openai":
         from judge.backends.openai_judge import OpenAIJudge
@@ -23,5 +24,10 @@ def build_backend(profile: JudgeProfile, **kwargs: Any) -> JudgeBackend:
 
         return RulesJudge(profile)
     if profile.backend == "reward_model":
-        raise JudgeUnavailable("reward model backend not installed", field="backend")
+        # The engine (torch, weights) is loaded by whoever owns its lifetime and handed in; none, no backend.
+        if "engine" not in kwargs:
+            raise JudgeUnavailable("reward model backend not installed", field="backend")
+        from judge.backends.reward_model_judge import RewardModelJudge
+
+        return RewardModelJudge(profile, **kwargs)
     raise JudgeUnavailable(f"unknown judge backend {profile.backend!r}", field="backend")

@@ -575,6 +575,11 @@ async def test_factory(openai_server: OpenAIServer) -> None:
 
     with pytest.raises(JudgeUnavailable, match="reward model backend not installed"):
         build_backend(JudgeProfile(name="rm", backend="reward_model"))
+    from judge.backends.reward_model_judge import RewardModelJudge
+
+    engine: Any = object()  # constructing the backend does not touch the engine
+    rm = build_backend(JudgeProfile(name="rm", backend="reward_model"), engine=engine)
+    assert isinstance(rm, RewardModelJudge)
 
     try:
         rules = build_backend(JudgeProfile(name="rules", backend="rules"))
