@@ -95,7 +95,10 @@ def icc2(data: ArrayLike) -> tuple[float, float]:
     frame = pd.DataFrame(
         {"target": np.repeat(np.arange(n), k), "rater": np.tile(np.arange(k), n), "score": matrix.ravel()}
     )
-    result = pingouin.intraclass_corr(frame, targets="target", raters="rater", ratings="score", nan_policy="omit")
+    with warnings.catch_warnings():
+        # pingouin's own use of a pandas API that pandas 3 deprecates; nothing the caller can act on.
+        warnings.filterwarnings("ignore", message="The inplace keyword")
+        result = pingouin.intraclass_corr(frame, targets="target", raters="rater", ratings="score", nan_policy="omit")
     values = dict(zip(result["Type"], result["ICC"], strict=True))
     # pingouin >= 0.7 names them after McGraw & Wong (A,1)/(A,k); older releases after Shrout & Fleiss.
     single = values["ICC(A,1)"] if "ICC(A,1)" in values else values["ICC2"]

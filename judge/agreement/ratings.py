@@ -362,8 +362,9 @@ def detect_format(path: Path) -> RatingsFormat:
 
 def read_ratings(path: Path, rubric: Rubric, *, format: RatingsFormat | None = None) -> ImportResult:
     """Read and validate a ratings file (UTF-8, a BOM is fine)."""
+    format = format or detect_format(path)
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InvalidRatingsFile(f"{path.name} is not UTF-8 text (byte {exc.start})", field="file") from None
-    return parse_ratings(text, rubric, format=format or detect_format(path))
+    return parse_ratings(text, rubric, format=format)
