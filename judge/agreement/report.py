@@ -9,6 +9,7 @@ import io
 import math
 import shutil
 import subprocess
+import warnings
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -203,7 +204,10 @@ def _axis_labels(report: AgreementReport, chinese: bool) -> dict[str, str]:
 
 def _png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=fig.dpi, bbox_inches="tight")
+    with warnings.catch_warnings():
+        # Without a CJK font, Chinese rater names draw as boxes; the figure is still worth having.
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        fig.savefig(buffer, format="png", dpi=fig.dpi, bbox_inches="tight")
     return buffer.getvalue()
 
 
@@ -305,7 +309,7 @@ table{border-collapse:collapse;margin:1em 0;font-size:13px}
 th,td{border:1px solid #ccc;padding:3px 7px;text-align:right;white-space:nowrap}
 th{background:#f3f5f8}td.key,td.title,th.key{text-align:left}
 tr.overall td{font-weight:bold;background:#fafafa}
-img{max-width:100%;display:block;margin:1em 0}
+img{max-width:100%;display:block;margin:1em 0}.scroll{overflow-x:auto}
 .ci{color:#777;font-size:11px}.notes{color:#555;font-size:12px}
 """
 
@@ -365,8 +369,9 @@ def render_html(report: AgreementReport, figures: Sequence[tuple[str, str, bytes
             )
         pair_sections.append(
             f'<section class="pair"><h3>{esc(pair.rater_a)} vs {esc(pair.rater_b)}</h3>'
-            f'<table class="pair-table"><thead><tr><th class="key">axis</th><th>维度</th><th>n</th>{pair_head}'
-            f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+            '<div class="scroll"><table class="pair-table">'
+            f'<thead><tr><th class="key">axis</th><th>维度</th><th>n</th>{pair_head}'
+            f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
             f"<p>sample-level pass decision: {pair.n_pass_samples} samples scored on every axis by both</p>"
             f"{image(f'confusion-{index}')}</section>"
         )
@@ -395,8 +400,8 @@ def render_html(report: AgreementReport, figures: Sequence[tuple[str, str, bytes
         f"<p>rubric <b>{esc(report.rubric_ref)}</b> ({esc(report.rubric_hash[:12])}), raters "
         f"<b>{esc(', '.join(report.raters))}</b>, {report.n_samples} samples, {report.n_boot} bootstrap resamples, "
         f"{report.ci_level:.0%} CI</p>"
-        f"<h2>Per axis (all raters)</h2>{axis_table}{image('fig-bars')}"
-        f"<h2>Mean score per rater</h2>{mean_table}"
+        f'<h2>Per axis (all raters)</h2><div class="scroll">{axis_table}</div>{image("fig-bars")}'
+        f'<h2>Mean score per rater</h2><div class="scroll">{mean_table}</div>'
         f"<h2>Pairs</h2>{''.join(pair_sections)}"
         f'<h2>Notes</h2><ul class="notes">{notes}</ul></body></html>'
     )
