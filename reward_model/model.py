@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -169,7 +170,10 @@ def add_lora(backbone: nn.Module, settings: ModelSettings) -> nn.Module:
         target_modules=list(settings.lora.target_modules),
         bias="none",
     )
-    wrapped: nn.Module = get_peft_model(backbone, config)
+    with warnings.catch_warnings():
+        # peft asks transformers a deprecated question (is_gradient_checkpointing); not ours to fix.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        wrapped: nn.Module = get_peft_model(backbone, config)
     return wrapped
 
 
