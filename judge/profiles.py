@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -48,7 +49,7 @@ class JudgeProfile(BaseModel):
     reward_model: str | None = None
     extra_body: dict[str, Any] = Field(default_factory=dict)
 
-    @property
+    @cached_property
     def hash(self) -> str:
         """Hash of everything that changes the judge's answer; secrets and connection fields excluded."""
         body = {k: v for k, v in self.model_dump(mode="json").items() if k not in CONNECTION_FIELDS}

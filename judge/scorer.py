@@ -151,7 +151,7 @@ class Scorer:
         found: dict[str, tuple[Verdict, str]] = {}
         for key, raw in (await self._cache.get_many(keys)).items():
             try:
-                found[key] = (Verdict.model_validate(orjson.loads(raw)), "cache")
+                found[key] = (Verdict.model_validate_json(raw), "cache")
             except ValueError:
                 log.warning("dropping unreadable cache entry %s", key)
         if found:

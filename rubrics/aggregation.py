@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -57,41 +58,76 @@ def aggregate(
     does: ``null`` leaves reward (and pass, unless a scored axis already fails) None, ``fail``
     fails the sample at the reward floor, ``ignore`` aggregates the scored axes only.
     """
+    plan = _plan(rubric)
+    score_key = tuple(scores.get(k) for k in plan.axis_keys)
+    expected_key = (
+        tuple(expected.get(k) for k in plan.axis_keys) if expected is not None and plan.use_expected else None
+    )
+    penalty = length_penalty(rubric.reward_policy.length_penalty, output_chars)
+    # Cached RL batches aggregate the same verdicts again and again; the result is a pure function of
+    # these inputs. bools are kept out because True == 1 would share a key with a valid score.
+    if any(type(v) is bool for v in score_key):
+        return _compute(rubric, scores, expected, on_missing=on_missing, output_chars=output_chars)
+    key = (rubric.content_hash, score_key, expected_key, on_missing, penalty)
+    hit = _MEMO.get(key)
+    if hit is None:
+        hit = _compute(rubric, scores, expected, on_missing=on_missing, output_chars=output_chars)
+        if len(_MEMO) >= _MAX_MEMO:
+            _MEMO.clear()
+        _MEMO[key] = hit
+    return hit
+
+
+_MemoKey = tuple[str, tuple[int | None, ...], tuple[float | None, ...] | None, str, float]
+_MEMO: dict[_MemoKey, Aggregate] = {}
+_MAX_MEMO = 65_536
+
+
+def _compute(
+    rubric: Rubric,
+    scores: Mapping[str, int | None],
+    expected: Mapping[str, float | None] | None = None,
+    *,
+    on_missing: OnMissing = "null",
+    output_chars: int | None = None,
+) -> Aggregate:
+    plan = _plan(rubric)
     policy = rubric.reward_policy
     scored: dict[str, int] = {}
     missing: list[str] = []
-    for axis in rubric.axes:
-        score = scores.get(axis.key)
+    for key in plan.axis_keys:
+        score = scores.get(key)
         if score is None:
-            missing.append(axis.key)
+            missing.append(key)
         else:
-            scored[axis.key] = _check_score(axis.key, score)
+            scored[key] = _check_score(key, score)
 
     values: dict[str, float] = {}
     for key, score in scored.items():
-        value = expected.get(key) if expected is not None and policy.use_expected else None
+        value = expected.get(key) if expected is not None and plan.use_expected else None
         values[key] = _check_expected(key, value) if value is not None else float(score)
 
-    layer_weight = {layer.key: layer.weight for layer in rubric.layers}
-    # The layer's weight scales its axes' weights, so a rubric can weigh layers without touching axes.
-    weights = {axis.key: layer_weight[axis.layer] * policy.weights.get(axis.key, axis.weight) for axis in rubric.axes}
-    failing = [key for key, score in scored.items() if score <= rubric.pass_policy.threshold_for(key)]
-    fired = [gate for gate in policy.gates if gate.axis in scored and scored[gate.axis] <= gate.max_score]
+    weights = plan.weights
+    thresholds = plan.thresholds
+    failing = [key for key, score in scored.items() if score <= thresholds[key]]
+    fired = [gate for gate in plan.gates if gate.axis in scored and scored[gate.axis] <= gate.max_score]
     penalty = length_penalty(policy.length_penalty, output_chars)
 
     # A partial layer mean would pass for a full one, so only "ignore" averages a layer with a gap.
     partial = on_missing == "ignore"
+    missing_set = set(missing)
     layers: dict[str, float | None] = {}
-    for layer in rubric.layers:
-        keys = [axis.key for axis in rubric.axes if axis.layer == layer.key]
-        if not partial and any(key in missing for key in keys):
-            layers[layer.key] = None
+    for layer_key, keys in plan.layers:
+        if not partial and not missing_set.isdisjoint(keys):
+            layers[layer_key] = None
         else:
             used = [key for key in keys if key in values]
-            layers[layer.key] = _weighted_mean({k: values[k] for k in used}, {k: weights[k] for k in used})
+            layers[layer_key] = _weighted_mean({k: values[k] for k in used}, weights)
 
     def result(reward: float | None, passed: bool | None, reasons: list[str]) -> Aggregate:
-        return Aggregate(
+        # Built without re-validation: every field is constructed above from checked inputs, and this
+        # runs for every item of every cached RL batch.
+        return Aggregate.model_construct(
             layers=layers,
             reward=reward,
             passed=passed,
@@ -117,7 +153,7 @@ def aggregate(
             reason = f"missing axes: {names}; {what}" if scored else f"no axis was scored; {what}"
             return result(None, passed, [reason])
 
-    mean = _weighted_mean({k: values[k] for k in scored}, {k: weights[k] for k in scored})
+    mean = _weighted_mean({k: values[k] for k in scored}, weights)
     if mean is None:
         return result(None, not failing, [*reasons, "every scored axis has weight 0; reward is null"])
     reward = (mean - _MIN) / (_MAX - _MIN) if policy.normalise == "minmax" else mean
@@ -129,6 +165,47 @@ def aggregate(
         reward -= span * penalty
     reward = min(max(reward, low), low + span)
     return result(reward, not failing, reasons)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What aggregation needs from a rubric, computed once per rubric content."""
+
+    axis_keys: tuple[str, ...]
+    use_expected: bool
+    weights: dict[str, float]
+    thresholds: dict[str, float]
+    layers: tuple[tuple[str, tuple[str, ...]], ...]
+    gates: tuple[HardGate, ...]
+
+
+_PLANS: dict[str, _Plan] = {}
+_MAX_PLANS = 1024
+
+
+def _plan(rubric: Rubric) -> _Plan:
+    plan = _PLANS.get(rubric.content_hash)
+    if plan is not None:
+        return plan
+    policy = rubric.reward_policy
+    layer_weight = {layer.key: layer.weight for layer in rubric.layers}
+    plan = _Plan(
+        axis_keys=tuple(axis.key for axis in rubric.axes),
+        use_expected=policy.use_expected,
+        # The layer's weight scales its axes' weights, so a rubric can weigh layers without touching axes.
+        weights={
+            axis.key: layer_weight[axis.layer] * policy.weights.get(axis.key, axis.weight) for axis in rubric.axes
+        },
+        thresholds={axis.key: rubric.pass_policy.threshold_for(axis.key) for axis in rubric.axes},
+        layers=tuple(
+            (layer.key, tuple(axis.key for axis in rubric.axes if axis.layer == layer.key)) for layer in rubric.layers
+        ),
+        gates=tuple(policy.gates),
+    )
+    if len(_PLANS) >= _MAX_PLANS:
+        _PLANS.clear()
+    _PLANS[rubric.content_hash] = plan
+    return plan
 
 
 def length_penalty(policy: LengthPenalty | None, output_chars: int | None) -> float:

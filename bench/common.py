@@ -1,0 +1,114 @@
+"""Shared pieces of the benchmarks: subprocess servers on loopback, a scratch database, tables."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+PG_ADMIN = os.environ.get("RJ_BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("RJ_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+console = Console()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up in {timeout_s} s")
+
+
+@contextlib.contextmanager
+def process(
+    args: list[str], *, env: dict[str, str] | None = None, ready_url: str | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A child process (Python module or command), stopped at the end; waits for ``ready_url``."""
+    proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL)
+    try:
+        if ready_url:
+            wait_http(ready_url)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def stub_judge(
+    port: int, latency_ms: float, workers: int = 1
+) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    args = [sys.executable, "-m", "tests.support.openai_server", "--port", str(port), "--latency-ms", str(latency_ms)]
+    if workers > 1:
+        args += ["--workers", str(workers)]
+    return process(args, ready_url=f"http://127.0.0.1:{port}/v1/models")
+
+
+@contextlib.contextmanager
+def scratch_database() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database, dropped afterwards."""
+    import asyncpg  # type: ignore[import-untyped]
+    from sqlalchemy.engine import make_url
+
+    from judge.store.migrate import upgrade_sync
+
+    name = f"rj_bench_{uuid.uuid4().hex[:10]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(PG_ADMIN)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    url = make_url(PG_ADMIN).set(drivername="postgresql+asyncpg", database=name).render_as_string(False)
+    try:
+        upgrade_sync(url)
+        yield url
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def print_table(title: str, rows: list[tuple[str, Any, Any, Any]]) -> None:
+    """Rows of (measure, value, goal, verdict)."""
+    table = Table(title=title)
+    for column in ("measure", "value", "goal", "met"):
+        table.add_column(column)
+    for measure, value, goal, met in rows:
+        table.add_row(measure, str(value), str(goal), "" if met is None else ("yes" if met else "NO"))
+    console.print(table)
