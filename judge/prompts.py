@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -216,6 +216,38 @@ def _axis_block(index: int, axis: Axis, rubric: Rubric, language: Language) -> s
     return "\n".join(lines)
 
 
+# The rubric's part of a prompt is the same for every sample: built once per rubric, language and axes.
+_SECTIONS: dict[tuple[str, str, Language, tuple[str, ...]], str] = {}
+_MAX_SECTIONS = 1024
+
+
+def _cached(key: tuple[str, str, Language, tuple[str, ...]], build: Callable[[], str]) -> str:
+    section = _SECTIONS.get(key)
+    if section is None:
+        if len(_SECTIONS) >= _MAX_SECTIONS:
+            _SECTIONS.clear()
+        section = _SECTIONS[key] = build()
+    return section
+
+
+def _rubric_section(rubric: Rubric, language: Language, keys: tuple[str, ...]) -> str:
+    def build() -> str:
+        text = _TEXT[language]
+        header = text["rubric"].format(ref=rubric.ref, description=rubric.description.get(language), n=len(keys))
+        blocks = [_axis_block(i, rubric.axis(key), rubric, language) for i, key in enumerate(keys, start=1)]
+        return "\n\n".join([header, *blocks])
+
+    return _cached(("rubric", rubric.content_hash, language, keys), build)
+
+
+def _format_section(language: Language, keys: tuple[str, ...]) -> str:
+    def build() -> str:
+        template = _TEXT[language]["format"].format(template=answer_template(keys, language))
+        return f"{template}\n\n{AXES_LINE_PREFIX} {','.join(keys)}"
+
+    return _cached(("format", "", language, keys), build)
+
+
 def render_prompt(
     sample: Sample,
     rubric: Rubric,
@@ -226,15 +258,10 @@ def render_prompt(
 ) -> RenderedPrompt:
     """Render one judge request for ``axis_keys`` (default: every axis of the rubric, in rubric order)."""
     keys = tuple(axis_keys) if axis_keys is not None else tuple(rubric.axis_keys)
-    axes = [rubric.axis(key) for key in keys]
     nonce = nonce or new_nonce()
     text = _TEXT[language]
 
-    parts = [
-        text["rubric"].format(ref=rubric.ref, description=rubric.description.get(language), n=len(axes)),
-        *(_axis_block(i, axis, rubric, language) for i, axis in enumerate(axes, start=1)),
-        text["conversation"],
-    ]
+    parts = [_rubric_section(rubric, language, keys), text["conversation"]]
     for i, message in enumerate(sample.messages, start=1):
         parts.append(text["turn"].format(i=i, who=text[f"who_{message.role}"]))
         parts.append(fence(message.content, _ROLE_LABELS[message.role], nonce))
@@ -248,8 +275,7 @@ def render_prompt(
     if sample.reference:
         parts.append(text["reference"])
         parts.append(fence(sample.reference, "REFERENCE", nonce))
-    parts.append(text["format"].format(template=answer_template(keys, language)))
-    parts.append(f"{AXES_LINE_PREFIX} {','.join(keys)}")
+    parts.append(_format_section(language, keys))
 
     return RenderedPrompt(
         system=text["system"].format(nonce=nonce),

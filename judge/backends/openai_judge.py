@@ -6,8 +6,8 @@ import asyncio
 import logging
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import cast
 
 import openai
 from openai.types.chat import (
@@ -18,7 +18,6 @@ from openai.types.chat import (
     ChatCompletionUserMessageParam,
 )
 from openai.types.chat.chat_completion import Choice
-from openai.types.chat.completion_create_params import ResponseFormat
 
 from judge.errors import JudgeUnavailable
 from judge.logprobs import score_distributions
@@ -111,8 +110,8 @@ class OpenAIJudge:
             usage = usage.add(outcome.usage)
             errors += [e for e in outcome.errors if e not in errors]
         axes = {key: merged[key] for key in rubric.axis_keys}
-        for result in axes.values():
-            AXIS_STATUS.labels(judge=self.profile.name, status=result.status.value).inc()
+        for status, count in Counter(result.status.value for result in axes.values()).items():
+            AXIS_STATUS.labels(judge=self.profile.name, status=status).inc(count)
         return JudgeOutcome(axes=axes, usage=usage, error="; ".join(errors) or None)
 
     async def _judge(self, prompt: RenderedPrompt) -> _PromptOutcome:
@@ -214,19 +213,29 @@ class OpenAIJudge:
         def count_retry(_: BaseException) -> None:
             tally.retries += 1
 
+        body: dict[str, object] = {
+            "model": self._model,
+            "messages": messages,
+            "temperature": profile.temperature,
+            "max_tokens": profile.max_tokens,
+        }
+        if fmt is not None:
+            body["response_format"] = fmt
+        if profile.logprobs:
+            body.update(logprobs=True, top_logprobs=profile.top_logprobs)
+        body.update(profile.extra_body)
+
         async def attempt() -> ChatCompletion:
             async with self._semaphore:
-                return await self._client.chat.completions.create(
-                    model=self._model,
-                    messages=messages,
-                    temperature=profile.temperature,
-                    max_tokens=profile.max_tokens,
-                    response_format=cast(ResponseFormat, fmt) if fmt is not None else openai.omit,
-                    logprobs=True if profile.logprobs else openai.omit,
-                    top_logprobs=profile.top_logprobs if profile.logprobs else openai.omit,
-                    extra_body=profile.extra_body or None,
+                # The SDK's documented raw ``post``: same client, auth, base URL and error types as
+                # ``chat.completions.create``, without re-walking the typed parameters on every call
+                # (about half a millisecond of CPU each, at hundreds of calls a second).
+                return await self._client.post(
+                    "/chat/completions",
+                    cast_to=ChatCompletion,
+                    body=body,
                     # Per request too, so that an injected client keeps to the profile's timeout.
-                    timeout=profile.timeout_s,
+                    options={"timeout": profile.timeout_s},
                 )
 
         tally.calls += 1

@@ -70,7 +70,8 @@ def verdict_to_row(verdict: Verdict) -> dict[str, Any]:
         "judge": verdict.judge,
         "profile_hash": verdict.profile_hash,
         "complete": verdict.complete,
-        "axes": {key: axis.model_dump(mode="json") for key, axis in verdict.axes.items()},
+        # One serialiser pass for all axes (not one per axis): this runs for every stored verdict.
+        "axes": verdict.model_dump(mode="json", include={"axes"})["axes"],
         "calls": verdict.usage.calls,
         "prompt_tokens": verdict.usage.prompt_tokens,
         "completion_tokens": verdict.usage.completion_tokens,
