@@ -1,28 +1,11 @@
-"""Fixtures for judge tests: the loopback OpenAI server, a tiny Chinese rubric, a Chinese sample."""
+"""Fixtures for judge tests: a tiny Chinese rubric and a Chinese sample (the loopback server is in tests/conftest.py)."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 import pytest
 
 from judge.samples import Message, Sample, SampleIn, normalise
 from rubrics.schema import Axis, Layer, LocalizedText, Rubric
-from tests.support.openai_server import OpenAIServer
-
-
-@pytest.fixture(scope="session")
-def openai_server_session() -> Iterator[OpenAIServer]:
-    """One loopback server for the whole run (starting uvicorn per test would be slow)."""
-    with OpenAIServer() as server:
-        yield server
-
-
-@pytest.fixture
-def openai_server(openai_server_session: OpenAIServer) -> OpenAIServer:
-    """The loopback server with an empty script, default verdicts and zeroed counters."""
-    openai_server_session.reset()
-    return openai_server_session
 
 
 def _t(zh: str, en: str) -> LocalizedText:
