@@ -1,4 +1,4 @@
-"""Fixtures for judge tests: a tiny Chinese rubric and a Chinese sample (the loopback server is in tests/conftest.py)."""
+"""Fixtures for judge tests: a tiny Chinese rubric and a Chinese sample (loopback server: tests/conftest.py)."""
 
 from __future__ import annotations
 
