@@ -154,6 +154,7 @@ def load_scoring_model(
         hidden_size_of,
         load_backbone,
         make_head,
+        quiet_peft,
     )
 
     metadata = read_metadata(path)
@@ -163,7 +164,8 @@ def load_scoring_model(
     dtype = dtype or default_dtype(device)
     settings = metadata.model if base_model is None else metadata.model.model_copy(update={"base_model": base_model})
     base = load_backbone(settings.base_model, dtype)
-    backbone: torch.nn.Module = PeftModel.from_pretrained(base, str(path / ADAPTER_DIR), is_trainable=False)
+    with quiet_peft():
+        backbone: torch.nn.Module = PeftModel.from_pretrained(base, str(path / ADAPTER_DIR), is_trainable=False)
     if merge:
         backbone = backbone.merge_and_unload()  # type: ignore[operator]
     head = make_head(settings.head, hidden_size_of(base), len(metadata.axis_keys))

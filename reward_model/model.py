@@ -13,11 +13,12 @@ The head always runs in fp32, whatever the backbone's dtype.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -170,11 +171,17 @@ def add_lora(backbone: nn.Module, settings: ModelSettings) -> nn.Module:
         target_modules=list(settings.lora.target_modules),
         bias="none",
     )
-    with warnings.catch_warnings():
-        # peft asks transformers a deprecated question (is_gradient_checkpointing); not ours to fix.
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    with quiet_peft():
         wrapped: nn.Module = get_peft_model(backbone, config)
     return wrapped
+
+
+@contextlib.contextmanager
+def quiet_peft() -> Iterator[None]:
+    """peft asks transformers a deprecated question (is_gradient_checkpointing): noise that is not ours to fix."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
 
 
 def hidden_size_of(backbone: nn.Module) -> int:
