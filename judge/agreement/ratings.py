@@ -21,6 +21,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from judge.agreement.errors import InvalidRatingsFile, RaterNotFound
+from judge.verdicts import AxisStatus, Verdict
 from rubrics.schema import LEVELS, Rubric
 
 RATER_KINDS = ("judge", "rm", "human")
@@ -132,6 +133,19 @@ class ImportResult(BaseModel):
                 rows.append(row.model_copy(update={"sample_hash": digest}))
         errors.sort(key=lambda issue: issue.line)
         return ImportResult(rows=rows, errors=errors)
+
+
+def verdict_ratings(verdict: Verdict, *, run: int = 0) -> list[Rating]:
+    """A judge verdict as ratings by ``judge:<profile>``: the integer score of every axis that is ok.
+
+    Agreement is measured on the Likert levels, so the expected score from logprobs is not used here.
+    """
+    rater = f"judge:{verdict.judge}"
+    return [
+        Rating(sample_hash=verdict.sample_hash, rater=rater, axis=axis, score=result.score, run=run)
+        for axis, result in verdict.axes.items()
+        if result.status is AxisStatus.ok and result.score is not None
+    ]
 
 
 def normalise_rater(name: str, default_kind: str = "human") -> str:

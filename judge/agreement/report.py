@@ -207,7 +207,7 @@ def _png(fig: Figure) -> bytes:
     with warnings.catch_warnings():
         # Without a CJK font, Chinese rater names draw as boxes; the figure is still worth having.
         warnings.filterwarnings("ignore", message="Glyph .* missing from font")
-        fig.savefig(buffer, format="png", dpi=fig.dpi, bbox_inches="tight")
+        fig.savefig(buffer, format="png", dpi=fig.dpi)
     return buffer.getvalue()
 
 

@@ -8,7 +8,15 @@ import orjson
 import pytest
 
 from judge.agreement.errors import InvalidRatingsFile, RaterNotFound
-from judge.agreement.ratings import expand_raters, normalise_rater, parse_ratings, read_ratings
+from judge.agreement.ratings import (
+    Rating,
+    expand_raters,
+    normalise_rater,
+    parse_ratings,
+    read_ratings,
+    verdict_ratings,
+)
+from judge.verdicts import AxisResult, AxisStatus, Usage, Verdict
 from rubrics.schema import Rubric
 
 HASH = "ab" * 32
@@ -110,3 +118,25 @@ def test_rater_names_and_patterns() -> None:
     assert expand_raters(["judge:*", "judge:a"], available) == ["judge:a", "judge:b"]
     with pytest.raises(RaterNotFound):
         expand_raters("human:王*", available)
+
+
+def test_a_verdict_becomes_ratings_of_its_ok_axes() -> None:
+    verdict = Verdict(
+        id="v1",
+        cache_key="c" * 64,
+        sample_hash=HASH,
+        rubric_ref="prmed-test@1",
+        rubric_hash="d" * 64,
+        judge="deepseek",
+        profile_hash="e" * 64,
+        axes={
+            "safety": AxisResult(score=4, expected=4.3, status=AxisStatus.ok),
+            "completeness": AxisResult.failed(AxisStatus.parse_error, "no score"),
+        },
+        usage=Usage(),
+        latency_ms=12.0,
+        created_at=0.0,
+    )
+    assert verdict_ratings(verdict, run=2) == [
+        Rating(sample_hash=HASH, rater="judge:deepseek", axis="safety", score=4, run=2)
+    ]
