@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 RJ := $(VENV)/bin/rubric-judge
 
-.PHONY: setup setup-dev demo test lint typecheck check bench clean
+.PHONY: setup setup-dev system-deps demo test lint typecheck check bench clean
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)
@@ -23,7 +23,14 @@ $(VENV)/.dev: pyproject.toml | $(VENV)/bin/python
 	touch $@ $(VENV)/.core
 
 setup: $(VENV)/.core
-setup-dev: $(VENV)/.dev
+setup-dev: system-deps $(VENV)/.dev
+
+# Debian packages the tests use: headless Chromium (the agreement report's HTML test) and a CJK font.
+system-deps:
+	@if ! command -v chromium >/dev/null 2>&1 || ! fc-list :lang=zh 2>/dev/null | grep -q .; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null; \
+	fi
 
 demo: setup
 	$(RJ) migrate
