@@ -82,6 +82,18 @@ class JudgeOutcome(BaseModel):
         )
 
 
+class GroupPlacement(BaseModel):
+    """Where a sample sat in a group-mode judge call: its scores are relative to the other candidates."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Hash of the group's distinct sample hashes (its composition); part of the sample's cache key.
+    hash: str
+    # 1-based display position after the seeded shuffle, and the number of candidates shown.
+    position: int = Field(ge=1)
+    size: int = Field(ge=1)
+
+
 class Verdict(BaseModel):
     """A stored judgement: the outcome plus the identities that make it reproducible."""
 
@@ -100,6 +112,8 @@ class Verdict(BaseModel):
     latency_ms: float
     clipped: bool = False
     created_at: float
+    # Set for verdicts of a group-mode call (``mode: group``); None for a sample judged on its own.
+    group: GroupPlacement | None = None
 
     @property
     def complete(self) -> bool:

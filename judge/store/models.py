@@ -121,6 +121,10 @@ class VerdictRow(Base):
     latency_ms: Mapped[float] = mapped_column(Float)
     clipped: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime] = _created_at()
+    # Group-mode verdicts: the group's composition hash and the sample's 1-based display position and group size.
+    group_hash: Mapped[str | None] = mapped_column(String(HASH_LEN))
+    group_position: Mapped[int | None] = mapped_column(Integer)
+    group_size: Mapped[int | None] = mapped_column(Integer)
 
 
 class RatingRow(Base):

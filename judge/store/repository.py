@@ -16,7 +16,7 @@ from sqlalchemy.orm import aliased
 
 from judge.samples import Sample
 from judge.store.models import Base, RatingRow, RewardModelRow, RubricRow, SampleRow, VerdictRow, utcnow
-from judge.verdicts import AxisResult, Usage, Verdict
+from judge.verdicts import AxisResult, GroupPlacement, Usage, Verdict
 from rubrics.errors import RubricConflict, RubricJudgeError
 from rubrics.schema import Rubric
 
@@ -80,6 +80,9 @@ def verdict_to_row(verdict: Verdict) -> dict[str, Any]:
         "latency_ms": verdict.latency_ms,
         "clipped": verdict.clipped,
         "created_at": _to_datetime(verdict.created_at),
+        "group_hash": verdict.group.hash if verdict.group is not None else None,
+        "group_position": verdict.group.position if verdict.group is not None else None,
+        "group_size": verdict.group.size if verdict.group is not None else None,
     }
 
 
@@ -103,7 +106,14 @@ def verdict_from_row(row: VerdictRow) -> Verdict:
         latency_ms=row.latency_ms,
         clipped=row.clipped,
         created_at=row.created_at.timestamp(),
+        group=_group_placement(row),
     )
+
+
+def _group_placement(row: VerdictRow) -> GroupPlacement | None:
+    if row.group_hash is None or row.group_position is None or row.group_size is None:
+        return None
+    return GroupPlacement(hash=row.group_hash, position=row.group_position, size=row.group_size)
 
 
 class VerdictRepository:

@@ -49,7 +49,8 @@ async def test_upgrade_downgrade_upgrade_on_a_new_sqlite_file(tmp_path: Any) -> 
     url = f"sqlite+aiosqlite:///{tmp_path}/nested/dir/rj.db"
     assert await migrate.current_revision(url) is None
     await migrate.upgrade(url)
-    assert await migrate.current_revision(url) == migrate.head_revision() == "0001"
+    assert migrate.head_revision() is not None
+    assert await migrate.current_revision(url) == migrate.head_revision()
     await migrate.upgrade(url)  # idempotent
 
     engine = create_engine(url)
