@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+import httpx2
 import openai
 from openai.types.chat import (
     ChatCompletion,
@@ -88,6 +89,14 @@ class OpenAIJudge:
                 timeout=profile.timeout_s,
                 # Retries are tenacity's alone (judge.retry), so they are counted and bounded in one place.
                 max_retries=0,
+                # aiohttp rather than httpx: httpcore's pool scans every connection on each request,
+                # which dominated the CPU profile at judge concurrency 64 (see bench/README.md).
+                http_client=openai.DefaultAioHttpClient(
+                    limits=httpx2.Limits(
+                        max_connections=profile.concurrency, max_keepalive_connections=profile.concurrency
+                    ),
+                    timeout=profile.timeout_s,
+                ),
             )
         self._client = client
         self._semaphore = asyncio.Semaphore(profile.concurrency)
@@ -260,7 +269,7 @@ class OpenAIJudge:
         JUDGE_CALL_LATENCY.labels(judge=self.profile.name, outcome=outcome).observe(time.perf_counter() - started)
 
     def _classify(self, exc: Exception) -> _CallFailed:
-        if isinstance(exc, openai.APITimeoutError):
+        if isinstance(exc, openai.APITimeoutError) and not _refused(exc):
             return _CallFailed(AxisStatus.timeout, f"judge call timed out (timeout_s={self.profile.timeout_s})")
         if isinstance(exc, openai.APIStatusError):
             return _CallFailed(AxisStatus.judge_error, f"judge answered HTTP {exc.status_code}: {exc.message}")
@@ -286,3 +295,19 @@ def _api_key(profile: JudgeProfile) -> str:
             field="api_key_env",
         )
     return os.environ[profile.api_key_env] or "EMPTY"
+
+
+def _refused(exc: BaseException) -> bool:
+    """A connection refused or reset somewhere down the cause chain.
+
+    The aiohttp transport reports every failed connect as a connect *timeout*; a refused connection is
+    an unreachable judge (judge_error), not a slow one (timeout), and callers treat the two differently.
+    """
+    link: BaseException | None = exc
+    for _ in range(8):
+        if link is None:
+            return False
+        if isinstance(link, ConnectionError) or isinstance(getattr(link, "os_error", None), ConnectionError):
+            return True
+        link = link.__cause__ or link.__context__
+    return False

@@ -140,12 +140,13 @@ class VerdictRepository:
         # concurrent writers of one sample safe; inserting in hash order keeps PostgreSQL's row locks in one
         # order across transactions, so overlapping batches cannot deadlock.
         rows = [{"hash": h, "content": samples[h], "created_at": now} for h in sorted(samples)]
-        for chunk in _chunks(rows, INSERT_CHUNK):
-            stmt = _insert(self._session, SampleRow).values(list(chunk))
-            await self._session.execute(stmt.on_conflict_do_nothing(index_elements=["hash"]))
-        verdict_rows = [verdict_to_row(verdict) for verdict, _ in items]
-        for chunk in _chunks(verdict_rows, INSERT_CHUNK):
-            await self._session.execute(_insert(self._session, VerdictRow).values(list(chunk)))
+        # A parameter list on one constant statement (an executemany) rather than a VALUES list: the
+        # statement compiles once and is cached, instead of once per batch with a bind per value.
+        insert_samples = _insert(self._session, SampleRow).on_conflict_do_nothing(index_elements=["hash"])
+        await self._session.execute(insert_samples, rows)
+        await self._session.execute(
+            _insert(self._session, VerdictRow), [verdict_to_row(verdict) for verdict, _ in items]
+        )
         await self._session.flush()
 
     async def get(self, verdict_id: str) -> Verdict | None:
