@@ -164,3 +164,7 @@ class RewardModelRow(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONType)
     active: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = _created_at()
+
+
+# Feature tables defined next to their features; imported here so that they are on Base.metadata (migrations, tests).
+from judge.jobs import models as _job_models  # noqa: E402, F401
