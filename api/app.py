@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -23,6 +24,11 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = await Runtime.open(settings or get_settings(), backend_factory=backend_factory)
         app.state.runtime = runtime
+        # Everything loaded so far (libraries, rubrics, clients) lives as long as the process. Freezing
+        # it keeps the collector's full passes from rescanning it: without this, a cached 128-item batch
+        # took ~130 ms instead of ~5 ms once every dozen requests (bench/README.md).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
