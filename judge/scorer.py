@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from judge import metrics
 from judge.backends.base import JudgeBackend
 from judge.cache import VerdictCache
+from judge.outage import OutageLog
 from judge.profiles import JudgeProfile
 from judge.samples import Sample
 from judge.store.repository import VerdictRepository
@@ -78,6 +79,7 @@ class Scorer:
         self._backends: dict[str, JudgeBackend] = {}
         self._inflight: dict[str, asyncio.Task[Verdict]] = {}
         self._writer = VerdictWriter(sessions, cache)
+        self._store_log = OutageLog(log, "verdict store")
         self._closing = False
 
     def backend(self, profile: JudgeProfile) -> JudgeBackend:
@@ -161,8 +163,9 @@ class Scorer:
             try:
                 async with self._sessions() as session:
                     stored = await VerdictRepository(session).find_complete(missing)
-            except Exception:
-                log.exception("store lookup failed; judging instead")
+                self._store_log.succeeded()
+            except Exception as exc:
+                self._store_log.failed("lookup failed; judging instead", exc)
                 stored = {}
             if stored:
                 metrics.CACHE_HITS.labels(tier="store").inc(len(stored))

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from judge.agreement.store import add_verdict_ratings
 from judge.cache import VerdictCache
+from judge.outage import OutageLog
 from judge.samples import Sample
 from judge.store.repository import VerdictRepository
 from judge.verdicts import Verdict
@@ -44,6 +46,7 @@ class VerdictWriter:
         self._cache = cache
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._log = OutageLog(log, "verdict store (writes)")
 
     async def write(self, verdict: Verdict, sample: Sample) -> bool:
         """Queue a verdict and wait until its batch is committed; False if the store write failed."""
@@ -72,11 +75,15 @@ class VerdictWriter:
         try:
             async with self._sessions() as session:
                 await VerdictRepository(session).add_many([(p.verdict, p.sample) for p in batch])
+                # Complete verdicts are also ratings by judge:<profile> for agreement studies, committed with
+                # the verdicts (why at write time, not query time: judge/agreement/store.py).
+                await add_verdict_ratings(session, [p.verdict for p in batch])
                 await session.commit()
+            self._log.succeeded()
             return True
-        except Exception:
+        except Exception as exc:
             # The caller still gets its verdict; losing the audit copy is logged, never a 500.
-            log.exception("could not store %d verdicts", len(batch))
+            self._log.failed(f"could not store {len(batch)} verdicts", exc)
             return False
 
     async def _cache_complete(self, batch: list[_Pending]) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -12,6 +14,7 @@ from judge.cache import MemoryCache, RedisCache
 from judge.profiles import JudgeProfile
 from judge.samples import Sample
 from judge.scorer import Scorer
+from judge.store.database import create_engine, make_session_factory
 from judge.store.repository import VerdictRepository
 from judge.verdicts import AxisStatus, JudgeOutcome
 from rubrics.schema import Rubric
@@ -200,3 +203,23 @@ async def test_a_profile_change_that_alters_answers_misses_the_cache(
     await scorer.aclose()
     assert hit.cached is True
     assert miss.cached is False and openai_server.calls > calls
+
+
+async def test_a_broken_store_is_logged_once_and_scoring_goes_on(
+    openai_server: OpenAIServer, tiny_rubric: Rubric, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A database nobody migrated: every lookup and write fails.
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'unmigrated.db'}")
+    scorer = _scorer(make_session_factory(engine))
+    profile = _profile(openai_server)
+    with caplog.at_level(logging.WARNING, logger="judge"):
+        first = (await scorer.score(tiny_rubric, profile, [make_sample()])).items[0]
+        second = (await scorer.score(tiny_rubric, profile, [make_sample(response="请多喝水，按时吃药。")])).items[0]
+    await scorer.aclose()
+    await engine.dispose()
+    assert first.verdict is not None and first.verdict.complete
+    assert second.verdict is not None and second.verdict.complete
+    lookups = [r for r in caplog.records if "verdict store:" in r.getMessage()]
+    writes = [r for r in caplog.records if "verdict store (writes)" in r.getMessage()]
+    assert len(lookups) == 1
+    assert len(writes) == 1
