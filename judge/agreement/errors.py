@@ -21,3 +21,9 @@ class InvalidRatingsFile(RubricJudgeError):
     """A ratings file that cannot be read at all (unknown format, not UTF-8, no header)."""
 
     status_code = 422
+
+
+class NoValidRatings(RubricJudgeError):
+    """An import in which no row is valid; ``field`` names the first bad one."""
+
+    status_code = 422

@@ -1,0 +1,131 @@
+"""SQL that agreement studies need beyond :class:`~judge.store.repository.RatingRepository`.
+
+Like every repository it only ``flush()``es: the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, select, true
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from judge.samples import Sample
+from judge.store.models import RatingRow, SampleRow, VerdictRow, utcnow
+from judge.store.repository import IN_CHUNK, INSERT_CHUNK, Rating, _chunks, _insert
+
+_RATING_KEY = ("rubric_hash", "sample_hash", "rater", "axis", "run")
+
+
+@dataclass(frozen=True, slots=True)
+class GroupScore:
+    """One ok axis of a group-mode verdict: the record :func:`~judge.agreement.stability.position_effects` reads."""
+
+    sample_hash: str
+    group: str
+    position: int  # 0-based display position
+    axis: str
+    score: float
+
+
+class AgreementRepository:
+    """Samples named by ratings, a rater's ratings on a set of samples, group-mode scores by position."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add_samples(self, samples: Sequence[Sample]) -> None:
+        """Store the content of rated samples (a no-op for those already stored)."""
+        rows: dict[str, dict[str, Any]] = {}
+        for sample in samples:
+            rows.setdefault(sample.hash, {"hash": sample.hash, "content": sample.canonical()})
+        now = utcnow()
+        # Hash order, as VerdictRepository does: concurrent writers take row locks in one order.
+        ordered = [{**rows[h], "created_at": now} for h in sorted(rows)]
+        for chunk in _chunks(ordered, INSERT_CHUNK):
+            stmt = _insert(self._session, SampleRow).values(list(chunk))
+            await self._session.execute(stmt.on_conflict_do_nothing(index_elements=["hash"]))
+        await self._session.flush()
+
+    async def upsert_ratings(self, ratings: Iterable[Rating]) -> int:
+        """Insert or update ratings (keyed by rubric, sample, rater, axis, run); returns how many were written.
+
+        :meth:`RatingRepository.add_many` semantics, as one constant statement with a parameter list (an
+        executemany): it compiles once and is cached, where a VALUES list of 1,000 rows was compiled and
+        prepared anew for every batch, ten times slower than storing the verdicts themselves.
+        """
+        latest = {rating.key: rating for rating in ratings}  # one statement may not touch a row twice
+        if not latest:
+            return 0
+        now = utcnow()
+        rows = [
+            {
+                "rubric_hash": r.rubric_hash,
+                "sample_hash": r.sample_hash,
+                "rater": r.rater,
+                "axis": r.axis,
+                "score": r.score,
+                "run": r.run,
+                "verdict_id": r.verdict_id,
+                "created_at": now,
+            }
+            for _, r in sorted(latest.items())  # key order: concurrent writers lock rows in one order
+        ]
+        # The Core table, not the ORM entity: a parameter list on an entity takes the ORM's bulk-insert path,
+        # which costs more per row than the database does.
+        table = RatingRow.__table__
+        stmt = (
+            postgresql.insert(table) if self._session.get_bind().dialect.name == "postgresql" else sqlite.insert(table)
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(_RATING_KEY),
+            set_={
+                "score": stmt.excluded.score,
+                "verdict_id": stmt.excluded.verdict_id,
+                "created_at": stmt.excluded.created_at,
+            },
+        )
+        await self._session.execute(stmt, rows)
+        await self._session.flush()
+        return len(rows)
+
+    async def delete_ratings(self, rubric_hash: str, rater: str, sample_hashes: Sequence[str]) -> int:
+        """Delete every run of ``rater`` on these samples under the rubric; returns how many rows went."""
+        removed = 0
+        for chunk in _chunks(sorted(set(sample_hashes)), IN_CHUNK):
+            result = await self._session.execute(
+                delete(RatingRow)
+                .where(
+                    RatingRow.rubric_hash == rubric_hash,
+                    RatingRow.rater == rater,
+                    RatingRow.sample_hash.in_(list(chunk)),
+                )
+                .execution_options(synchronize_session=False)
+            )
+            removed += int(getattr(result, "rowcount", 0) or 0)
+        await self._session.flush()
+        return removed
+
+    async def group_scores(self, rubric_hash: str, judge: str) -> list[GroupScore]:
+        """Ok axis scores of a judge's complete group-mode verdicts, with the group and the display position."""
+        stmt = (
+            select(VerdictRow.sample_hash, VerdictRow.group_hash, VerdictRow.group_position, VerdictRow.axes)
+            .where(
+                VerdictRow.rubric_hash == rubric_hash,
+                VerdictRow.judge == judge,
+                VerdictRow.complete == true(),
+                VerdictRow.group_hash.is_not(None),
+                VerdictRow.group_position.is_not(None),
+            )
+            .order_by(VerdictRow.id)
+        )
+        out: list[GroupScore] = []
+        for sample_hash, group_hash, position, axes in await self._session.execute(stmt):
+            for axis, result in axes.items():
+                score = result.get("score") if isinstance(result, dict) else None
+                if isinstance(result, dict) and result.get("status") == "ok" and score is not None:
+                    out.append(GroupScore(sample_hash, str(group_hash), int(position) - 1, axis, float(score)))
+        return out
