@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from judge.samples import Sample
-from judge.store.models import RatingRow, SampleRow, VerdictRow, utcnow
+from judge.store.models import Base, RatingRow, SampleRow, VerdictRow, utcnow
 from judge.store.repository import IN_CHUNK, INSERT_CHUNK, Rating, _chunks, _insert
 
 _RATING_KEY = ("rubric_hash", "sample_hash", "rater", "axis", "run")
@@ -76,7 +76,7 @@ class AgreementRepository:
         ]
         # The Core table, not the ORM entity: a parameter list on an entity takes the ORM's bulk-insert path,
         # which costs more per row than the database does.
-        table = RatingRow.__table__
+        table = Base.metadata.tables[RatingRow.__tablename__]
         stmt = (
             postgresql.insert(table) if self._session.get_bind().dialect.name == "postgresql" else sqlite.insert(table)
         )
