@@ -23,6 +23,11 @@ class Settings(BaseSettings):
 
     judges_file: Path | None = None
     rubrics_dir: Path | None = None
+    # Agreement studies: bootstrap resamples of GET /v1/agreement by default and at most (CPU time grows with
+    # it), and ratings per POST /v1/ratings.
+    agreement_n_boot: int = Field(default=200, ge=0)
+    agreement_max_n_boot: int = Field(default=2000, ge=0)
+    max_ratings_per_request: int = Field(default=100_000, ge=1)
     # Comma-separated bearer keys; unset or empty leaves /v1 open.
     api_keys: SecretStr | None = None
 
