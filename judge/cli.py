@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from judge.cli_agreement import register as register_agreement_commands
 from judge.errors import RubricJudgeError
 from judge.settings import Settings, get_settings
 
@@ -160,3 +161,7 @@ def rubrics_validate(path: Annotated[Path, typer.Argument(exists=True, dir_okay=
     except RubricJudgeError as exc:
         raise _fail(exc) from exc
     console.print(f"[green]valid[/green]: {rubric.ref} ({len(rubric.axes)} axes, hash {rubric.content_hash[:12]})")
+
+
+# After the commands above, so that help lists them first.
+register_agreement_commands(app)  # ratings import, agreement, stability, positions
