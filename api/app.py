@@ -12,6 +12,7 @@ from api.auth import require_api_key
 from api.errors import install_error_handlers
 from api.metrics_middleware import RequestMetrics
 from api.routes import health, rubrics, score, verdicts
+from api.routes.agreement import router as agreement_router
 from judge.runtime import Runtime
 from judge.scorer import BackendFactory
 from judge.settings import Settings, get_settings
@@ -41,4 +42,5 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
     v1 = [Depends(require_api_key)]
     for router in (score.router, rubrics.router, verdicts.router):
         app.include_router(router, prefix="/v1", dependencies=v1)
+    app.include_router(agreement_router, prefix="/v1", dependencies=v1)
     return app
