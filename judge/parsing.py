@@ -238,3 +238,86 @@ def parse_scores(text: str, axis_keys: Sequence[str]) -> ParseResult:
     if chosen is None:
         return ParseResult(axes={key: AxisParse(error=NO_OBJECT) for key in axis_keys}, error=NO_OBJECT)
     return ParseResult(axes={key: _axis(key, chosen.get(key), text) for key in axis_keys})
+
+
+@dataclass(frozen=True)
+class GroupParseResult:
+    """A group answer: one :class:`ParseResult` per candidate label."""
+
+    candidates: dict[str, ParseResult]
+    # Answer-level problem (no object of the expected shape); per-candidate problems are in ``candidates``.
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(result.ok for result in self.candidates.values())
+
+    @property
+    def failed(self) -> list[tuple[str, str]]:
+        """(label, axis) pairs without a score."""
+        return [(label, key) for label, result in self.candidates.items() for key in result.failed]
+
+    def error_summary(self) -> str:
+        if self.error is not None:
+            return self.error
+        return "; ".join(
+            f"{label}.{key}: {axis.error}"
+            for label, result in self.candidates.items()
+            for key, axis in result.axes.items()
+            if axis.error
+        )
+
+
+NO_GROUP_OBJECT = 'no JSON object with the expected shape ({"responses": {label: {axis: …}}}) in the answer'
+
+
+def _candidates_of(node: _Node, labels: Sequence[str], axis_keys: Sequence[str]) -> dict[str, _Node] | None:
+    """The candidate members of ``node`` if it is a group answer: ``{"responses": {...}}``, or labels at the top.
+
+    Bare labels count only when one of them holds an axis key, so that a stray ``{"A": 1}`` is not an answer.
+    """
+    if node.kind != "object":
+        return None
+    responses = node.members.get("responses")
+    if responses is not None and responses.kind == "object":
+        return responses.members
+    for label in labels:
+        member = node.members.get(label)
+        if member is not None and _axes_of(member, axis_keys) is not None:
+            return node.members
+    return None
+
+
+def _shaped_groups(node: _Node, labels: Sequence[str], axis_keys: Sequence[str]) -> Iterator[dict[str, _Node]]:
+    found = _candidates_of(node, labels, axis_keys)
+    if found is not None:
+        yield found
+        return
+    children = node.members.values() if node.kind == "object" else node.items
+    for child in children:
+        yield from _shaped_groups(child, labels, axis_keys)
+
+
+def parse_group_scores(text: str, labels: Sequence[str], axis_keys: Sequence[str]) -> GroupParseResult:
+    """Parse a group answer into a score (or an error) for each candidate label and axis.
+
+    As for :func:`parse_scores`, the last object of the expected shape wins; a candidate's axes may sit
+    directly under its label or under ``"axes"``.
+    """
+    chosen: dict[str, _Node] | None = None
+    for obj in _objects(text):
+        for candidates in _shaped_groups(obj, labels, axis_keys):
+            chosen = candidates
+    if chosen is None:
+        missing = ParseResult(axes={key: AxisParse(error=NO_GROUP_OBJECT) for key in axis_keys}, error=NO_GROUP_OBJECT)
+        return GroupParseResult(candidates=dict.fromkeys(labels, missing), error=NO_GROUP_OBJECT)
+    results: dict[str, ParseResult] = {}
+    for label in labels:
+        node = chosen.get(label)
+        axes = _axes_of(node, axis_keys) if node is not None else None
+        if axes is None:
+            error = f"candidate {label!r} missing from the answer"
+            results[label] = ParseResult(axes={key: AxisParse(error=error) for key in axis_keys}, error=error)
+            continue
+        results[label] = ParseResult(axes={key: _axis(key, axes.get(key), text) for key in axis_keys})
+    return GroupParseResult(candidates=results)

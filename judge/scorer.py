@@ -13,18 +13,20 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from judge import metrics
-from judge.backends.base import JudgeBackend
+from judge.backends.base import GroupJudgeBackend, JudgeBackend
 from judge.cache import VerdictCache
 from judge.outage import OutageLog
 from judge.profiles import JudgeProfile
-from judge.samples import Sample
+from judge.prompts import group_order
+from judge.samples import Sample, content_hash
 from judge.store.repository import VerdictRepository
-from judge.verdicts import AxisResult, AxisStatus, JudgeOutcome, Usage, Verdict
+from judge.verdicts import AxisResult, AxisStatus, GroupPlacement, JudgeOutcome, Usage, Verdict
 from judge.writer import VerdictWriter
 from rubrics.schema import Rubric
 
@@ -35,6 +37,34 @@ BackendFactory = Callable[[JudgeProfile], JudgeBackend]
 
 def cache_key(rubric: Rubric, profile: JudgeProfile, sample: Sample) -> str:
     return hashlib.sha256(f"{rubric.content_hash}:{profile.hash}:{sample.hash}".encode()).hexdigest()
+
+
+def group_composition(samples: Sequence[Sample]) -> str:
+    """Hash of a group's distinct samples, whatever their order or repeats."""
+    return hashlib.sha256(",".join(sorted({s.hash for s in samples})).encode()).hexdigest()
+
+
+def group_cache_key(rubric: Rubric, profile: JudgeProfile, composition: str, sample: Sample) -> str:
+    """A group-mode sample's key: its score is relative to the other candidates, so the composition is part of it."""
+    return hashlib.sha256(
+        f"{rubric.content_hash}:{profile.hash}:group:{composition}:{sample.hash}".encode()
+    ).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class _GroupPlan:
+    """One group-mode judge call: distinct samples sharing a conversation, and their cache keys by sample hash."""
+
+    indices: list[int]
+    samples: list[Sample]
+    composition: str
+    keys: dict[str, str]
+
+    @property
+    def call_key(self) -> str:
+        # Every key depends on the composition (and rubric and profile), so the least one names the call
+        # whatever order the samples came in.
+        return min(self.keys.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +108,7 @@ class Scorer:
         self._backend_factory = backend_factory
         self._backends: dict[str, JudgeBackend] = {}
         self._inflight: dict[str, asyncio.Task[Verdict]] = {}
+        self._group_inflight: dict[str, asyncio.Task[dict[str, Verdict]]] = {}
         self._writer = VerdictWriter(sessions, cache)
         self._store_log = OutageLog(log, "verdict store")
         self._closing = False
@@ -143,6 +174,128 @@ class Scorer:
             items.append(ScoredItem(sample, key, verdict, cached=False))
         return ScoreBatch(items, usage)
 
+    async def score_groups(
+        self,
+        rubric: Rubric,
+        profile: JudgeProfile,
+        groups: Sequence[Sequence[Sample]],
+        *,
+        deadline_s: float | None = None,
+        use_cache: bool = True,
+    ) -> ScoreBatch:
+        """Group-mode scoring: one judge call per group sees all its responses; items in input order, flattened.
+
+        A group is split by conversation (samples with other messages or reference are judged apart) and
+        shown once per distinct sample, in an order seeded by its content; each verdict records its display
+        position. A group is served from the cache only when every distinct sample is found (scores of one
+        call are relative to each other, so they are not mixed with another call's); otherwise it is judged
+        again as a whole. Dedup, store, cache and deadline behave as in :meth:`score`. A backend that cannot
+        judge groups scores the samples one by one.
+        """
+        backend = self.backend(profile)
+        flat = [sample for group in groups for sample in group]
+        if not isinstance(backend, GroupJudgeBackend):
+            log.warning("judge %s cannot judge groups; scoring samples one by one", profile.name)
+            return await self.score(rubric, profile, flat, deadline_s=deadline_s, use_cache=use_cache)
+        plans: list[_GroupPlan] = []
+        plan_of: dict[int, _GroupPlan] = {}
+        start = 0
+        for group in groups:
+            by_context: dict[str, list[int]] = {}
+            for offset, sample in enumerate(group):
+                by_context.setdefault(_context_hash(sample), []).append(start + offset)
+            start += len(group)
+            for indices in by_context.values():
+                distinct = list({flat[i].hash: flat[i] for i in indices}.values())
+                composition = group_composition(distinct)
+                keys = {s.hash: group_cache_key(rubric, profile, composition, s) for s in distinct}
+                plan = _GroupPlan(indices, distinct, composition, keys)
+                plans.append(plan)
+                plan_of.update(dict.fromkeys(indices, plan))
+
+        found: dict[str, tuple[Verdict, str]] = {}
+        if use_cache:
+            found = await self._lookup(list(dict.fromkeys(k for plan in plans for k in plan.keys.values())))
+        tasks: dict[str, asyncio.Task[dict[str, Verdict]]] = {}
+        for plan in plans:
+            if all(key in found for key in plan.keys.values()) or plan.call_key in tasks:
+                continue
+            task = self._group_inflight.get(plan.call_key)
+            if task is None:
+                task = asyncio.create_task(self._judge_group(backend, plan, rubric, profile))
+                self._group_inflight[plan.call_key] = task
+                task.add_done_callback(self._forget_group(plan.call_key))
+                metrics.CACHE_MISSES.inc(len(plan.samples))
+            tasks[plan.call_key] = task
+        if tasks:
+            # As in score(): never cancelled, so late verdicts still reach the store and the cache.
+            await asyncio.wait(set(tasks.values()), timeout=deadline_s)
+
+        usage = Usage()
+        counted: set[str] = set()
+        items: list[ScoredItem] = []
+        for i, sample in enumerate(flat):
+            plan = plan_of[i]
+            key = plan.keys[sample.hash]
+            task = tasks.get(plan.call_key)
+            if task is None:
+                verdict, source = found[key]
+                items.append(ScoredItem(sample, key, verdict, cached=True, source=source))
+            elif not task.done():
+                items.append(ScoredItem(sample, key, None, cached=False))
+            else:
+                verdict = task.result()[sample.hash]
+                if key not in counted:
+                    usage = usage.add(verdict.usage)
+                    counted.add(key)
+                items.append(ScoredItem(sample, key, verdict, cached=False))
+        return ScoreBatch(items, usage)
+
+    def _forget_group(self, key: str) -> Callable[[asyncio.Task[dict[str, Verdict]]], None]:
+        def done(_: asyncio.Task[dict[str, Verdict]]) -> None:
+            self._group_inflight.pop(key, None)
+
+        return done
+
+    async def _judge_group(
+        self, backend: GroupJudgeBackend, plan: _GroupPlan, rubric: Rubric, profile: JudgeProfile
+    ) -> dict[str, Verdict]:
+        shown = [plan.samples[i] for i in group_order([s.hash for s in plan.samples])]
+        started = time.perf_counter()
+        try:
+            outcomes = await backend.score_group(shown, rubric)
+            if len(outcomes) != len(shown):
+                raise ValueError(f"backend returned {len(outcomes)} outcomes for {len(shown)} samples")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("judge %s failed on a group of %d", profile.name, len(shown))
+            error = f"{type(exc).__name__}: {exc}"
+            outcomes = [JudgeOutcome.all_failed(rubric.axis_keys, AxisStatus.judge_error, error) for _ in shown]
+        latency_ms = (time.perf_counter() - started) * 1000
+        verdicts: dict[str, Verdict] = {}
+        for position, (sample, outcome) in enumerate(zip(shown, outcomes, strict=True), start=1):
+            outcome = _complete_axes(outcome, rubric)
+            verdicts[sample.hash] = Verdict(
+                id=uuid.uuid4().hex,
+                cache_key=plan.keys[sample.hash],
+                sample_hash=sample.hash,
+                rubric_ref=rubric.ref,
+                rubric_hash=rubric.content_hash,
+                judge=profile.name,
+                profile_hash=profile.hash,
+                axes=outcome.axes,
+                usage=outcome.usage,
+                error=outcome.error,
+                latency_ms=latency_ms,
+                clipped=sample.clipped,
+                created_at=time.time(),
+                group=GroupPlacement(hash=plan.composition, position=position, size=len(shown)),
+            )
+        # Written together, so the group-commit writer stores them in one transaction.
+        await asyncio.gather(*(self._writer.write(verdicts[s.hash], s) for s in shown))
+        return verdicts
+
     def _forget(self, key: str) -> Callable[[asyncio.Task[Verdict]], None]:
         def done(_: asyncio.Task[Verdict]) -> None:
             self._inflight.pop(key, None)
@@ -207,13 +360,18 @@ class Scorer:
     async def aclose(self) -> None:
         """Let judge calls in flight finish (so their verdicts are kept), then close backends."""
         self._closing = True
-        pending = list(self._inflight.values())
+        pending: list[asyncio.Task[Any]] = [*self._inflight.values(), *self._group_inflight.values()]
         if pending:
             await asyncio.wait(pending, timeout=30)
         await self._writer.aclose()
         for backend in self._backends.values():
             await backend.aclose()
         self._backends.clear()
+
+
+def _context_hash(sample: Sample) -> str:
+    """What the samples of one group call must share: the conversation and the reference."""
+    return content_hash({"messages": sample.canonical()["messages"], "reference": sample.reference})
 
 
 def _complete_axes(outcome: JudgeOutcome, rubric: Rubric) -> JudgeOutcome:

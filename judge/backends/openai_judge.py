@@ -23,9 +23,19 @@ from openai.types.chat.chat_completion import Choice
 from judge.errors import JudgeUnavailable
 from judge.logprobs import score_distributions
 from judge.metrics import AXIS_STATUS, JUDGE_CALL_LATENCY, PARSE_FAILURES, REPAIRS
-from judge.parsing import ParseResult, parse_scores
+from judge.parsing import ParseResult, parse_group_scores, parse_scores
 from judge.profiles import JudgeProfile
-from judge.prompts import RenderedPrompt, render_prompts, repair_instruction, response_format
+from judge.prompts import (
+    RenderedGroupPrompt,
+    RenderedPrompt,
+    group_repair_instruction,
+    group_response_format,
+    prompt_language,
+    render_group_prompt,
+    render_prompts,
+    repair_instruction,
+    response_format,
+)
 from judge.retry import make_retrying
 from judge.samples import Sample
 from judge.verdicts import AxisResult, AxisStatus, JudgeOutcome, Usage
@@ -72,7 +82,8 @@ class OpenAIJudge:
     """Scores samples with an LLM behind an OpenAI-compatible chat-completions API.
 
     Joint mode asks for every axis in one call, isolated mode makes one call per axis (concurrently);
-    ``group`` profiles are scored here one sample at a time, like joint. ``usage.calls`` counts
+    ``score`` judges one sample (as joint for ``group`` profiles); ``score_group`` judges all responses to one
+    prompt in one call, which the Scorer uses for ``group`` profiles. ``usage.calls`` counts
     requests made (first asks and repairs), ``usage.retries`` the extra attempts after transient errors.
     """
 
@@ -183,6 +194,89 @@ class OpenAIJudge:
         summary = repaired.error or "; ".join(str(axes[key].error) for key in still_failed)
         return _PromptOutcome(axes, tally.usage(), [summary])
 
+    async def score_group(self, samples: list[Sample], rubric: Rubric) -> list[JudgeOutcome]:
+        """Judge ``samples`` (responses to one conversation) in one call; outcomes in the given order.
+
+        The caller chooses the order (labels A, B, … follow it). The call's usage is shared out so that
+        the outcomes add up to it: the first carries the call count, the retries and the token remainders.
+        """
+        if not samples:
+            return []
+        prompt = render_group_prompt(samples, rubric, language=prompt_language(self.profile, rubric))
+        by_label, tally = await self._judge_group(prompt)
+        outcomes: list[JudgeOutcome] = []
+        for label, usage in zip(prompt.labels, _share_usage(tally.usage(), len(samples)), strict=True):
+            axes = {key: by_label[label][key] for key in rubric.axis_keys}
+            for status, count in Counter(result.status.value for result in axes.values()).items():
+                AXIS_STATUS.labels(judge=self.profile.name, status=status).inc(count)
+            errors = list(dict.fromkeys(a.error for a in axes.values() if a.status is not AxisStatus.ok and a.error))
+            outcomes.append(JudgeOutcome(axes=axes, usage=usage, error="; ".join(errors) or None))
+        return outcomes
+
+    async def _judge_group(self, prompt: RenderedGroupPrompt) -> tuple[dict[str, dict[str, AxisResult]], _Tally]:
+        """One group prompt: ask, parse per candidate, repair once if needed. Failures become axis statuses."""
+        keys, labels = list(prompt.axis_keys), list(prompt.labels)
+        tally = _Tally()
+        messages: list[ChatCompletionMessageParam] = [
+            ChatCompletionSystemMessageParam(role="system", content=prompt.system),
+            ChatCompletionUserMessageParam(role="user", content=prompt.user),
+        ]
+
+        def every(status: AxisStatus, message: str) -> dict[str, dict[str, AxisResult]]:
+            return {label: {key: AxisResult.failed(status, message) for key in keys} for label in labels}
+
+        try:
+            choice = await self._complete(messages, keys, tally, labels=labels)
+        except _CallFailed as failure:
+            return every(failure.status, failure.message), tally
+        content = choice.message.content or ""
+        if choice.finish_reason == "length":
+            return every(AxisStatus.truncated, self._truncated_message()), tally
+
+        parsed = parse_group_scores(content, labels, keys)
+        results = {label: self._axis_results(parsed.candidates[label], content, choice) for label in labels}
+        if parsed.ok:
+            return results, tally
+        PARSE_FAILURES.labels(judge=self.profile.name).inc()
+        if not self.profile.repair:
+            return results, tally
+
+        failed = parsed.failed
+        summary = parsed.error_summary()
+        messages += [
+            ChatCompletionAssistantMessageParam(role="assistant", content=content),
+            ChatCompletionUserMessageParam(
+                role="user", content=group_repair_instruction(summary, labels, keys, prompt.language)
+            ),
+        ]
+        try:
+            repair_choice = await self._complete(messages, keys, tally, labels=labels)
+        except _CallFailed as failure:
+            REPAIRS.labels(judge=self.profile.name, outcome="failed").inc()
+            message = f"{summary}; repair call failed: {failure.message}"
+            for label, key in failed:
+                results[label][key] = AxisResult.failed(AxisStatus.parse_error, message, results[label][key].rationale)
+            return results, tally
+        repair_content = repair_choice.message.content or ""
+        if repair_choice.finish_reason == "length":
+            REPAIRS.labels(judge=self.profile.name, outcome="failed").inc()
+            for label, key in failed:
+                results[label][key] = AxisResult.failed(AxisStatus.truncated, self._truncated_message())
+            return results, tally
+
+        repaired = parse_group_scores(repair_content, labels, keys)
+        repaired_results: dict[str, dict[str, AxisResult]] = {}
+        # What the first answer scored stands: the repair was only needed for the rest.
+        for label, key in failed:
+            if label not in repaired_results:
+                repaired_results[label] = self._axis_results(repaired.candidates[label], repair_content, repair_choice)
+            results[label][key] = repaired_results[label][key]
+        still_failed = any(results[label][key].status is not AxisStatus.ok for label, key in failed)
+        REPAIRS.labels(judge=self.profile.name, outcome="failed" if still_failed else "ok").inc()
+        if still_failed:
+            PARSE_FAILURES.labels(judge=self.profile.name).inc()
+        return results, tally
+
     def _truncated_message(self) -> str:
         return f"judge answer cut at max_tokens={self.profile.max_tokens} (finish_reason=length)"
 
@@ -214,10 +308,23 @@ class OpenAIJudge:
                 )
         return results
 
-    async def _complete(self, messages: list[ChatCompletionMessageParam], keys: list[str], tally: _Tally) -> Choice:
-        """One chat completion with retries; raises ``_CallFailed`` with the final failure classified."""
+    async def _complete(
+        self,
+        messages: list[ChatCompletionMessageParam],
+        keys: list[str],
+        tally: _Tally,
+        *,
+        labels: list[str] | None = None,
+    ) -> Choice:
+        """One chat completion with retries; raises ``_CallFailed`` with the final failure classified.
+
+        ``labels``: a group call's candidate labels (its output format names them).
+        """
         profile = self.profile
-        fmt = response_format(profile.structured_output, keys)
+        if labels is None:
+            fmt = response_format(profile.structured_output, keys)
+        else:
+            fmt = group_response_format(profile.structured_output, labels, keys)
 
         def count_retry(_: BaseException) -> None:
             tally.retries += 1
@@ -278,6 +385,22 @@ class OpenAIJudge:
         if not isinstance(exc, openai.OpenAIError):
             logger.warning("judge %s: unexpected failure", self.profile.name, exc_info=exc)
         return _CallFailed(AxisStatus.judge_error, f"{type(exc).__name__}: {exc}")
+
+
+def _share_usage(usage: Usage, parts: int) -> list[Usage]:
+    """One call's usage shared over ``parts`` outcomes so that the shares add up to it exactly."""
+    shares = []
+    for i in range(parts):
+        first = i == 0
+        shares.append(
+            Usage(
+                calls=usage.calls if first else 0,
+                prompt_tokens=usage.prompt_tokens // parts + (usage.prompt_tokens % parts if first else 0),
+                completion_tokens=usage.completion_tokens // parts + (usage.completion_tokens % parts if first else 0),
+                retries=usage.retries if first else 0,
+            )
+        )
+    return shares
 
 
 def _failed(keys: list[str], status: AxisStatus, message: str, tally: _Tally) -> _PromptOutcome:

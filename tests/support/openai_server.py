@@ -13,6 +13,11 @@ answers (a behaviour, or a function of the request returning one). The default v
 rubric: axis keys come from the request's ``response_format`` JSON schema, else from the prompt's
 ``RUBRIC_AXES:`` line, and each score is derived from a hash of the fenced (judged) texts.
 
+Group-mode prompts (several candidate answers, ``RUBRIC_CANDIDATES:`` line or a ``responses`` schema) get a
+group verdict ``{"responses": {label: {axis: {rationale, score}}}}``; by default each candidate gets the scores
+it would get judged alone. ``tie_rate`` (benchmarks) makes that fraction of samples share their prompt's scores,
+as a strict judge does with similar rollouts; ``vary_confidence`` gives each score token its own top-logprob mass.
+
 For benchmarks, in a separate process: ``python -m tests.support.openai_server --port P --latency-ms 100``.
 """
 
@@ -43,6 +48,9 @@ from starlette.routing import Route
 
 # Deliberately not imported from judge.prompts: the server reads prompts as a third party would.
 _AXES_LINE = re.compile(r"^RUBRIC_AXES:[ \t]*(.*)$", re.MULTILINE)
+_CANDIDATES_LINE = re.compile(r"^RUBRIC_CANDIDATES:[ \t]*(.*)$", re.MULTILINE)
+# Fences of the judged turn; the others (conversation, reference) are context shared by a group's candidates.
+_JUDGED_FENCES = ("REASONING", "RESPONSE")
 _FENCE = re.compile(r"<<<([A-Z_]+)_([0-9a-f]{8,})>>>\n(.*?)\n<<<END_\1_\2>>>", re.DOTALL)
 _TOKEN_CHUNK = 4
 
@@ -84,6 +92,35 @@ class ChatRequest:
         return [key.strip() for key in found[-1].split(",") if key.strip()]
 
     @property
+    def fenced(self) -> list[tuple[str, str]]:
+        """(label, text) of every fence, in order."""
+        return [(match.group(1), match.group(3)) for match in _FENCE.finditer(self.prompt)]
+
+    @property
+    def candidate_labels(self) -> list[str]:
+        """A group request's candidate labels (schema ``responses``, else ``RUBRIC_CANDIDATES:``); [] otherwise."""
+        try:
+            responses = self.body["response_format"]["json_schema"]["schema"]["properties"]["responses"]
+            return [str(label) for label in responses.get("required") or responses["properties"]]
+        except (KeyError, TypeError, AttributeError):
+            pass
+        found = _CANDIDATES_LINE.findall(_FENCE.sub("", self.prompt))
+        if not found:
+            return []
+        return [label.strip() for label in found[-1].split(",") if label.strip()]
+
+    def judged_texts(self, candidate: str | None = None) -> list[str]:
+        """The fenced texts one candidate is judged on (all of them for a single-sample request).
+
+        For a group candidate: the shared context plus its own reasoning and response, in the order a
+        single-sample prompt has them, so a candidate's default scores equal those it gets judged alone.
+        """
+        if candidate is None:
+            return [text for _, text in self.fenced]
+        own = {f"{name}_{candidate}" for name in _JUDGED_FENCES}
+        return [text for label, text in self.fenced if label in own or not label.startswith(_JUDGED_FENCES)]
+
+    @property
     def wants_logprobs(self) -> bool:
         return bool(self.body.get("logprobs"))
 
@@ -93,9 +130,20 @@ class ChatRequest:
         return int(value) if isinstance(value, int) and value > 0 else 1
 
 
-def default_scores(request: ChatRequest) -> dict[str, int]:
-    """Scores 1..5 derived from the judged texts: the same sample gets the same scores whatever the nonce."""
-    judged = "\x00".join(request.fenced_texts) or request.prompt
+def default_scores(
+    request: ChatRequest, *, candidate: str | None = None, tie_rate: float | None = None
+) -> dict[str, int]:
+    """Scores 1..5 derived from the judged texts: the same sample gets the same scores whatever the nonce.
+
+    ``candidate``: one candidate of a group request. ``tie_rate``: that fraction of samples (chosen by
+    their hash) get their conversation's scores instead of their own, so rollouts of one prompt tie.
+    """
+    texts = request.judged_texts(candidate)
+    judged = "\x00".join(texts) or request.prompt
+    if tie_rate is not None and hashlib.sha256(f"tie\x00{judged}".encode()).digest()[0] < tie_rate * 256:
+        # Scored as its conversation is: every tied rollout of one prompt gets the same scores.
+        shared = [text for label, text in request.fenced if not label.startswith(_JUDGED_FENCES)]
+        judged = "\x00".join(["shared", *shared])
     scores = {}
     for key in request.axis_keys:
         digest = hashlib.sha256(f"{key}\x00{judged}".encode()).digest()
@@ -103,7 +151,17 @@ def default_scores(request: ChatRequest) -> dict[str, int]:
     return scores
 
 
+def confidence(request: ChatRequest, key: str, candidate: str | None = None) -> float:
+    """A per-sample, per-axis top probability in [0.45, 0.95] (``vary_confidence``)."""
+    judged = "\x00".join(request.judged_texts(candidate))
+    return 0.45 + 0.5 * hashlib.sha256(f"conf\x00{key}\x00{judged}".encode()).digest()[0] / 255
+
+
 ScoreSpec = int | Mapping[str, int] | Callable[[ChatRequest], Mapping[str, int]] | None
+CandidateScores = Mapping[str, int | Mapping[str, int]]
+CandidateSpec = CandidateScores | Callable[[ChatRequest], CandidateScores] | None
+# A score digit's tag in a verdict's pieces: the axis key, or (candidate label, axis key) in a group verdict.
+Tag = str | tuple[str, str]
 
 
 @dataclass(frozen=True)
@@ -116,9 +174,12 @@ class Verdict:
     ``logprobs``: None follows the request, False never sends any, True always does. The score token's
     top logprobs put ``p_top`` on the chosen score and spread the rest evenly, unless ``distributions``
     gives, per axis, the top tokens and their probabilities (e.g. ``{"4": 0.6, " 5": 0.3, "x": 0.1}``).
+    For a group request, ``scores`` applies to every candidate and ``by_candidate`` (label -> score or
+    per-axis mapping, or a function of the request returning that) overrides it per candidate.
     """
 
     scores: ScoreSpec = None
+    by_candidate: CandidateSpec = None
     style: Literal["json", "fenced", "prose", "several"] = "json"
     logprobs: bool | None = None
     p_top: float = 0.7
@@ -207,8 +268,10 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _resolve_scores(spec: ScoreSpec, request: ChatRequest) -> dict[str, int]:
-    scores = default_scores(request)
+def _resolve_scores(
+    spec: ScoreSpec, request: ChatRequest, *, candidate: str | None = None, tie_rate: float | None = None
+) -> dict[str, int]:
+    scores = default_scores(request, candidate=candidate, tie_rate=tie_rate)
     if isinstance(spec, int):
         return dict.fromkeys(scores, spec)
     if callable(spec):
@@ -216,6 +279,33 @@ def _resolve_scores(spec: ScoreSpec, request: ChatRequest) -> dict[str, int]:
     elif spec is not None:
         scores.update(spec)
     return scores
+
+
+def _resolve_group_scores(
+    verdict: Verdict, request: ChatRequest, labels: list[str], tie_rate: float | None
+) -> dict[str, dict[str, int]]:
+    overrides = verdict.by_candidate(request) if callable(verdict.by_candidate) else verdict.by_candidate or {}
+    scores = {}
+    for label in labels:
+        scores[label] = _resolve_scores(verdict.scores, request, candidate=label, tie_rate=tie_rate)
+        override = overrides.get(label)
+        if isinstance(override, int):
+            scores[label] = dict.fromkeys(scores[label], override)
+        elif override is not None:
+            scores[label].update(override)
+    return scores
+
+
+def _group_verdict_pieces(scores: Mapping[str, Mapping[str, int]], rationale: str) -> list[tuple[str, Tag | None]]:
+    """A group verdict as pieces; a piece tagged (label, axis) is that candidate's score digit for that axis."""
+    pieces: list[tuple[str, Tag | None]] = [('{"responses": {', None)]
+    for i, (label, axes) in enumerate(scores.items()):
+        pieces.append((f"{', ' if i else ''}{_dumps(label)}: {{", None))
+        for text, key in _verdict_pieces(axes, rationale)[1:-1]:
+            pieces.append((text, (label, key) if key is not None else None))
+        pieces.append(("}", None))
+    pieces.append(("}}", None))
+    return pieces
 
 
 def _verdict_pieces(scores: Mapping[str, int], rationale: str) -> list[tuple[str, str | None]]:
@@ -262,26 +352,33 @@ def _digit_token(text: str, top: tuple[tuple[str, float], ...], fallback_logprob
     return _Tokens(_token_json(text, dict(top).get(text, fallback_logprob), top), 1)
 
 
-def _score_top(verdict: Verdict, key: str, score: int) -> tuple[tuple[str, float], ...]:
+def _score_top(verdict: Verdict, key: str, score: int, p_top: float | None = None) -> tuple[tuple[str, float], ...]:
+    p_top = verdict.p_top if p_top is None else p_top
     if verdict.distributions is not None and key in verdict.distributions:
         probabilities = dict(verdict.distributions[key])
     else:
-        rest = (1.0 - verdict.p_top) / 4
-        probabilities = {str(level): verdict.p_top if level == score else rest for level in range(1, 6)}
+        rest = (1.0 - p_top) / 4
+        probabilities = {str(level): p_top if level == score else rest for level in range(1, 6)}
     ranked = sorted(probabilities.items(), key=lambda item: -item[1])
     return tuple((token, math.log(p)) for token, p in ranked if p > 0)
 
 
 def _logprob_tokens(
-    pieces: list[tuple[str, str | None]], verdict: Verdict, scores: Mapping[str, int], top_n: int
+    pieces: list[tuple[str, Tag | None]],
+    verdict: Verdict,
+    scores: Mapping[Tag, int],
+    top_n: int,
+    p_tops: Mapping[Tag, float] | None = None,
 ) -> _Tokens:
     parts = []
-    for text, key in pieces:
-        if key is None:
+    for text, tag in pieces:
+        if tag is None:
             parts.append(_text_tokens(text, top_n))
         else:
-            top = _score_top(verdict, key, scores[key])[:top_n]
-            parts.append(_digit_token(text, top, math.log(verdict.p_top)))
+            key = tag if isinstance(tag, str) else tag[1]
+            p_top = p_tops.get(tag) if p_tops is not None else None
+            top = _score_top(verdict, key, scores[tag], p_top)[:top_n]
+            parts.append(_digit_token(text, top, math.log(verdict.p_top if p_top is None else p_top)))
     return _Tokens(b",".join(part.json for part in parts if part.count), sum(part.count for part in parts))
 
 
@@ -289,11 +386,20 @@ class OpenAIServer:
     """The loopback server: start with ``with OpenAIServer() as server`` or ``start()``/``stop()``."""
 
     def __init__(
-        self, *, host: str = "127.0.0.1", port: int = 0, latency_ms: float = 0.0, keep_requests: int = 256
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency_ms: float = 0.0,
+        keep_requests: int = 256,
+        tie_rate: float | None = None,
+        vary_confidence: bool = False,
     ) -> None:
         self.host = host
         self.port = port
         self.latency_s = latency_ms / 1000.0
+        self.tie_rate = tie_rate
+        self.vary_confidence = vary_confidence
         self.default: BehaviourSource = Verdict()
         self.calls = 0
         # Requests being answered now, and the most seen at once (to check a client's concurrency cap).
@@ -443,7 +549,16 @@ class OpenAIServer:
             return self._error(behaviour)
         if isinstance(behaviour, Text):
             return self._completion(request, behaviour.content, behaviour.finish_reason, None)
-        scores = _resolve_scores(behaviour.scores, request)
+        labels = request.candidate_labels
+        if labels and isinstance(behaviour, Truncated):
+            group = {label: _resolve_scores(behaviour.scores, request, candidate=label) for label in labels}
+            content = "".join(text for text, _ in _group_verdict_pieces(group, "依据量表逐项核对"))
+            return self._completion(request, content[: len(content) // 2], "length", None)
+        if labels and isinstance(behaviour, Verdict):
+            if behaviour.delay_s:
+                await self._sleep(behaviour.delay_s, http_request)
+            return self._group_answer(behaviour, request, labels)
+        scores = _resolve_scores(behaviour.scores, request, tie_rate=self.tie_rate)
         if isinstance(behaviour, Truncated):
             content = "".join(text for text, _ in _verdict_pieces(scores, "依据量表逐项核对"))
             return self._completion(request, content[: len(content) // 2], "length", None)
@@ -459,8 +574,36 @@ class OpenAIServer:
             pieces = [(f'{{"note": "先打草稿"}}\n草稿：{draft}\n最终结果：\n', None), *pieces]
         content = "".join(text for text, _ in pieces)
         send_logprobs = behaviour.logprobs if behaviour.logprobs is not None else request.wants_logprobs
-        logprobs = _logprob_tokens(pieces, behaviour, scores, request.top_logprobs) if send_logprobs else None
+        p_tops: dict[Tag, float] | None = None
+        if self.vary_confidence:
+            p_tops = {key: confidence(request, key) for key in scores}
+        tagged: list[tuple[str, Tag | None]] = list(pieces)
+        by_tag: dict[Tag, int] = {key: score for key, score in scores.items()}  # widens the key type to Tag
+        logprobs = _logprob_tokens(tagged, behaviour, by_tag, request.top_logprobs, p_tops) if send_logprobs else None
         return self._completion(request, content, "stop", logprobs)
+
+    def _group_answer(self, verdict: Verdict, request: ChatRequest, labels: list[str]) -> Response:
+        scores = _resolve_group_scores(verdict, request, labels, self.tie_rate)
+        pieces = _group_verdict_pieces(scores, verdict.rationale)
+        if verdict.style == "fenced":
+            pieces = [("```json\n", None), *pieces, ("\n```", None)]
+        elif verdict.style == "prose":
+            pieces = [("好的，各候选评估如下：\n", None), *pieces, ("\n请参考以上评分。", None)]
+        elif verdict.style == "several":
+            draft = {label: dict.fromkeys(axes, 1) for label, axes in scores.items()}
+            draft_text = "".join(text for text, _ in _group_verdict_pieces(draft, "草稿"))
+            pieces = [(f"草稿：{draft_text}\n最终结果：\n", None), *pieces]
+        content = "".join(text for text, _ in pieces)
+        send_logprobs = verdict.logprobs if verdict.logprobs is not None else request.wants_logprobs
+        if not send_logprobs:
+            return self._completion(request, content, "stop", None)
+        flat: dict[Tag, int] = {(label, key): score for label, axes in scores.items() for key, score in axes.items()}
+        p_tops: dict[Tag, float] | None = None
+        if self.vary_confidence:
+            p_tops = {tag: confidence(request, tag[1], tag[0]) for tag in flat if isinstance(tag, tuple)}
+        return self._completion(
+            request, content, "stop", _logprob_tokens(pieces, verdict, flat, request.top_logprobs, p_tops)
+        )
 
     def _completion(self, request: ChatRequest, content: str, finish_reason: str, logprobs: _Tokens | None) -> Response:
         prompt_tokens = max(1, len(request.prompt) // 2)
@@ -503,11 +646,22 @@ def serve_forever(server: OpenAIServer) -> Iterator[OpenAIServer]:
 
 
 _LATENCY_ENV = "LOOPBACK_OPENAI_LATENCY_MS"
+_TIE_RATE_ENV = "LOOPBACK_OPENAI_TIE_RATE"
+_VARY_CONFIDENCE_ENV = "LOOPBACK_OPENAI_VARY_CONFIDENCE"
+
+
+def _options_from_env() -> dict[str, Any]:
+    tie_rate = os.environ.get(_TIE_RATE_ENV)
+    return {
+        "latency_ms": float(os.environ.get(_LATENCY_ENV, "0")),
+        "tie_rate": float(tie_rate) if tie_rate else None,
+        "vary_confidence": os.environ.get(_VARY_CONFIDENCE_ENV) == "1",
+    }
 
 
 def create_app() -> Starlette:
-    """App factory for multi-worker runs (``--workers``): latency from ``LOOPBACK_OPENAI_LATENCY_MS``."""
-    return OpenAIServer(latency_ms=float(os.environ.get(_LATENCY_ENV, "0")), keep_requests=16).app
+    """App factory for multi-worker runs (``--workers``): options from ``LOOPBACK_OPENAI_*`` variables."""
+    return OpenAIServer(keep_requests=16, **_options_from_env()).app
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -516,13 +670,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every answer")
     parser.add_argument("--workers", type=int, default=1, help="server processes sharing the port")
+    parser.add_argument("--tie-rate", type=float, default=None, help="fraction of samples scored as their prompt")
+    parser.add_argument("--vary-confidence", action="store_true", help="per-sample top-logprob mass of scores")
     args = parser.parse_args(argv)
     options: dict[str, Any] = {"host": args.host, "port": args.port, "access_log": False, "backlog": 4096}
+    os.environ[_LATENCY_ENV] = str(args.latency_ms)
+    if args.tie_rate is not None:
+        os.environ[_TIE_RATE_ENV] = str(args.tie_rate)
+    os.environ[_VARY_CONFIDENCE_ENV] = "1" if args.vary_confidence else "0"
     if args.workers > 1:
-        os.environ[_LATENCY_ENV] = str(args.latency_ms)
         uvicorn.run("tests.support.openai_server:create_app", factory=True, workers=args.workers, **options)
         return
-    uvicorn.run(OpenAIServer(latency_ms=args.latency_ms, keep_requests=16).app, **options)
+    uvicorn.run(OpenAIServer(keep_requests=16, **_options_from_env()).app, **options)
 
 
 if __name__ == "__main__":
