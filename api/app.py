@@ -11,7 +11,7 @@ from fastapi import Depends, FastAPI
 from api.auth import require_api_key
 from api.errors import install_error_handlers
 from api.metrics_middleware import RequestMetrics
-from api.routes import health, rubrics, score, verdicts
+from api.routes import health, openrlhf, rewards, rubrics, score, verdicts
 from api.routes.agreement import router as agreement_router
 from judge.runtime import Runtime
 from judge.scorer import BackendFactory
@@ -39,8 +39,10 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
     install_error_handlers(app)
     app.add_middleware(RequestMetrics)
     app.include_router(health.router)
+    # OpenRLHF's own protocol, at the root where its clients look for it (auth handled by the route).
+    app.include_router(openrlhf.router)
     v1 = [Depends(require_api_key)]
-    for router in (score.router, rubrics.router, verdicts.router):
+    for router in (score.router, rubrics.router, verdicts.router, rewards.router):
         app.include_router(router, prefix="/v1", dependencies=v1)
     app.include_router(agreement_router, prefix="/v1", dependencies=v1)
     return app

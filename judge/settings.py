@@ -35,6 +35,17 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(default=200_000, ge=1)
     default_deadline_s: float | None = Field(default=None, gt=0)
 
+    # RL rewards (/v1/rewards, /get_reward): rubric and judge when a request names none.
+    reward_rubric: str = "prmed"
+    reward_judge: str | None = None
+    # /get_reward's reward for an item that could not be scored (flagged in extra_logs.judge_failed).
+    reward_fallback: float = 0.0
+    # Reward requests answer by then whatever is unfinished (under OpenRLHF's 180 s client timeout).
+    reward_deadline_s: float | None = Field(default=150.0, gt=0)
+    # CoT and response are cut to these lengths before judging; the item is flagged ``truncated``.
+    max_reasoning_chars: int | None = Field(default=None, ge=1)
+    max_response_chars: int | None = Field(default=None, ge=1)
+
     log_level: str = "INFO"
 
     def api_key_set(self) -> frozenset[str]:
