@@ -71,6 +71,13 @@ class LabelledRecord:
 
 
 @dataclass(frozen=True)
+class TokenIds:
+    """Input already tokenized with the model's tokenizer (e.g. vLLM-style ``/classify`` with token ids)."""
+
+    ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class Encoded:
     """Token ids of one rendered input, after the length rule."""
 
@@ -227,13 +234,24 @@ def cut_to_length(ids: Sequence[int], max_length: int) -> Encoded:
     return Encoded(tuple(ids[n - max_length :]), True, n)
 
 
-def encode(tokenizer: PreTrainedTokenizerBase, items: Sequence[Conversation | str], max_length: int) -> list[Encoded]:
-    """Render (conversations) and tokenize; a plain string is taken as already rendered."""
-    texts = [item if isinstance(item, str) else render(tokenizer, item) for item in items]
-    if not texts:
-        return []
-    batch = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    return [cut_to_length(ids, max_length) for ids in batch]
+# What can be scored: a conversation, a text already rendered with the chat template, or its token ids.
+ModelInput = Conversation | str | TokenIds
+
+
+def encode(tokenizer: PreTrainedTokenizerBase, items: Sequence[ModelInput], max_length: int) -> list[Encoded]:
+    """Render conversations, tokenize texts (token ids pass through), then apply the length rule."""
+    out: list[Encoded | None] = [None] * len(items)
+    texts: list[tuple[int, str]] = []
+    for i, item in enumerate(items):
+        if isinstance(item, TokenIds):
+            out[i] = cut_to_length(item.ids, max_length)
+        else:
+            texts.append((i, item if isinstance(item, str) else render(tokenizer, item)))
+    if texts:
+        batch = tokenizer([text for _, text in texts], add_special_tokens=False)["input_ids"]
+        for (i, _), ids in zip(texts, batch, strict=True):
+            out[i] = cut_to_length(ids, max_length)
+    return [e for e in out if e is not None]
 
 
 def build_examples(

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from reward_model.data import Conversation, Encoded
+from reward_model.data import Encoded, ModelInput
 from reward_model.errors import EngineClosed, IncompatibleModel
 from reward_model.scores import Scores
 
@@ -103,8 +103,8 @@ class RewardEngine:
     def closed(self) -> bool:
         return self._closed
 
-    async def score(self, items: Sequence[Conversation | str]) -> list[Scores]:
-        """Scores of each item (a conversation, or text already rendered with the chat template), in order."""
+    async def score(self, items: Sequence[ModelInput]) -> list[Scores]:
+        """Scores of each item (a conversation, a text already rendered with the chat template, or token ids)."""
         if self._closed:
             raise EngineClosed("the reward-model engine is closed")
         if not items:

@@ -2,7 +2,7 @@
 
 Quadratic-weighted kappa on integer scores, Spearman and MAE on expected scores, macro ("balanced") F1
 of pass/fail, and calibration (ECE, Brier) of the pass probability. The integer prediction is the
-one the judge backend reports (most probable level; rounded expected score for a regression head).
+one the judge backend reports (the expected score rounded half up).
 """
 
 from __future__ import annotations

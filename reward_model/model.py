@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
 from reward_model.config import HeadKind, ModelSettings
-from reward_model.data import Conversation, Encoded, encode
+from reward_model.data import Encoded, ModelInput, encode
 from reward_model.scores import Scores
 
 if TYPE_CHECKING:
@@ -40,6 +40,10 @@ N_LEVELS = 5
 
 class OrdinalHead(nn.Module):
     """Cumulative-logit head: rank-consistent level probabilities per axis."""
+
+    # z is scaled up so that it crosses the four thresholds (about 1 apart) as quickly as the regression
+    # head crosses its scale; without it the head trailed regression on held-out QWK (bench/).
+    z_scale = 4.0
 
     def __init__(self, hidden_size: int, n_axes: int) -> None:
         super().__init__()
@@ -54,7 +58,7 @@ class OrdinalHead(nn.Module):
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         """Cumulative logits ``(batch, axes, 4)``: logit of P(score > k) for k = 1..4."""
-        z: torch.Tensor = self.proj(pooled)
+        z: torch.Tensor = self.proj(pooled) * self.z_scale
         return z[:, :, None] - self.thresholds()[None]
 
     def predict(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -216,14 +220,12 @@ def pad_batch(
     batch: Sequence[Sequence[int]], pad_id: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Right-padded ids and mask; no mask when every row has the same length (lets SDPA use its causal kernel)."""
-    width = max(len(ids) for ids in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, seq in enumerate(batch):
-        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        mask[row, : len(seq)] = 1
-    if all(len(seq) == width for seq in batch):
+    lengths = [len(seq) for seq in batch]
+    width = max(lengths)
+    ids = torch.tensor([[*seq, *([pad_id] * (width - len(seq)))] for seq in batch], dtype=torch.long)
+    if min(lengths) == width:
         return ids.to(device), None
+    mask = (torch.arange(width)[None, :] < torch.tensor(lengths)[:, None]).long()
     return ids.to(device), mask.to(device)
 
 
@@ -263,7 +265,7 @@ class ScoringModel:
         )
         return hashlib.sha256((body + vocab).encode("utf-8")).hexdigest()
 
-    def encode(self, items: Sequence[Conversation | str]) -> list[Encoded]:
+    def encode(self, items: Sequence[ModelInput]) -> list[Encoded]:
         return encode(self.tokenizer, items, self.max_length)
 
     def predict_ids(self, batch: Sequence[Sequence[int]]) -> tuple[list[list[float]], list[list[list[float]]] | None]:
@@ -288,7 +290,7 @@ class ScoringModel:
             for i, e in enumerate(encoded)
         ]
 
-    def score(self, items: Sequence[Conversation | str]) -> list[Scores]:
+    def score(self, items: Sequence[ModelInput]) -> list[Scores]:
         """Score directly in the calling thread, one padded batch (tests, offline evaluation)."""
         if not items:
             return []

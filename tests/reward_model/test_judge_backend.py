@@ -45,7 +45,7 @@ async def test_every_axis_ok_with_the_model_method(
     assert list(outcome.axes) == rubric.axis_keys
     for key, axis in outcome.axes.items():
         assert axis.status is AxisStatus.ok and axis.score_method == "model"
-        assert axis.score == direct.level_of(key)  # the most probable level
+        assert axis.score == direct.level_of(key)  # the expected score rounded half up
         assert axis.expected == pytest.approx(direct.expected_of(key), abs=1e-4)
         assert axis.rationale is None
     assert outcome.usage.calls == 1 and outcome.usage.prompt_tokens > 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from reward_model.data import LabelledRecord
+from reward_model.data import LabelledRecord, TokenIds, render
 from reward_model.model import ScoringModel, pad_batch
 
 
@@ -51,3 +51,13 @@ def test_long_input_is_scored_on_its_tail_and_flagged(scoring: ScoringModel, rec
     long = type(conv)((("user", "我 头疼 " * 500),), conv.reasoning, conv.response)
     [scores] = scoring.score([long])
     assert scores.truncated and scores.n_tokens > scoring.max_length
+
+
+def test_token_ids_and_rendered_text_score_like_the_conversation(
+    scoring: ScoringModel, records: list[LabelledRecord]
+) -> None:
+    conv = records[3].conversation
+    [encoded] = scoring.encode([conv])
+    text = render(scoring.tokenizer, conv)
+    by_conv, by_text, by_ids = scoring.score([conv, text, TokenIds(encoded.input_ids)])
+    assert by_conv.expected == by_text.expected == by_ids.expected
