@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from judge.cli_agreement import register as register_agreement_commands
+from judge.cli_jobs import register as register_job_commands
 from judge.errors import RubricJudgeError
 from judge.settings import Settings, get_settings
 
@@ -165,3 +166,4 @@ def rubrics_validate(path: Annotated[Path, typer.Argument(exists=True, dir_okay=
 
 # After the commands above, so that help lists them first.
 register_agreement_commands(app)  # ratings import, agreement, stability, positions
+register_job_commands(app)  # filter, curate, worker
