@@ -13,6 +13,9 @@ from api.errors import install_error_handlers
 from api.metrics_middleware import RequestMetrics
 from api.routes import health, openrlhf, rewards, rubrics, score, verdicts
 from api.routes.agreement import router as agreement_router
+from api.routes.feedback import router as feedback_router
+from api.routes.jobs import router as jobs_router
+from judge.jobs.service import JobsService
 from judge.runtime import Runtime
 from judge.scorer import BackendFactory
 from judge.settings import Settings, get_settings
@@ -25,6 +28,7 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = await Runtime.open(settings or get_settings(), backend_factory=backend_factory)
         app.state.runtime = runtime
+        app.state.jobs = JobsService(runtime)
         # Everything loaded so far (libraries, rubrics, clients) lives as long as the process. Freezing
         # it keeps the collector's full passes from rescanning it: without this, a cached 128-item batch
         # took ~130 ms instead of ~5 ms once every dozen requests (bench/README.md).
@@ -33,6 +37,7 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
         try:
             yield
         finally:
+            await app.state.jobs.aclose()
             await runtime.aclose()
 
     app = FastAPI(title="rubric-judge", version="0.1.0", lifespan=lifespan)
@@ -45,4 +50,6 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
     for router in (score.router, rubrics.router, verdicts.router, rewards.router):
         app.include_router(router, prefix="/v1", dependencies=v1)
     app.include_router(agreement_router, prefix="/v1", dependencies=v1)
+    app.include_router(jobs_router, prefix="/v1", dependencies=v1)
+    app.include_router(feedback_router, prefix="/v1", dependencies=v1)
     return app

@@ -23,6 +23,10 @@ class Settings(BaseSettings):
 
     judges_file: Path | None = None
     rubrics_dir: Path | None = None
+    # Bulk jobs: server-side input files (POST /v1/jobs with a path) must lie under this folder; unset: uploads only.
+    jobs_input_dir: Path | None = None
+    # A worker's hold on a chunk without a heartbeat: a killed worker's chunks go to another worker after this.
+    job_lease_s: float = Field(default=30.0, gt=0)
     # Agreement studies: bootstrap resamples of GET /v1/agreement by default and at most (CPU time grows with
     # it), and ratings per POST /v1/ratings.
     agreement_n_boot: int = Field(default=200, ge=0)

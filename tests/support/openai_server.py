@@ -18,6 +18,9 @@ group verdict ``{"responses": {label: {axis: {rationale, score}}}}``; by default
 it would get judged alone. ``tie_rate`` (benchmarks) makes that fraction of samples share their prompt's scores,
 as a strict judge does with similar rollouts; ``vary_confidence`` gives each score token its own top-logprob mass.
 
+A request that asks for no axes at all (a generator's, in curation) gets a ``Generation`` draft instead of a
+verdict: a CoT in the five steps and a response, numbered ``第N稿`` so that a refinement gets the next draft.
+
 For benchmarks, in a separate process: ``python -m tests.support.openai_server --port P --latency-ms 100``.
 """
 
@@ -222,7 +225,39 @@ class Slow:
     then: Behaviour = Verdict()
 
 
-Behaviour = Verdict | Text | Truncated | HTTPError | Slow
+@dataclass(frozen=True)
+class Generation:
+    """A draft for a generation (curation) request: a ``<think>`` block in the five steps, then a response.
+
+    The draft number is ``draft``, else 1 + the highest ``第N稿`` quoted in the prompt (a refinement quotes the
+    previous draft, so it gets the next number); the patient's last words are echoed, so every conversation
+    gets a draft of its own.
+    """
+
+    draft: int | None = None
+    finish_reason: str = "stop"
+
+
+_DRAFT_NUMBER = re.compile(r"第(\d+)稿")
+
+
+def generation_text(request: ChatRequest, behaviour: Generation) -> str:
+    draft = behaviour.draft or 1 + max((int(n) for n in _DRAFT_NUMBER.findall(request.prompt)), default=0)
+    patient = [text for label, text in request.fenced if label == "PATIENT_MESSAGE"]
+    if not patient:
+        patient = [str(m.get("content") or "") for m in request.messages if m.get("role") == "user"]
+    words = (patient[-1] if patient else "").replace("\n", " ")[:60]
+    return (
+        f"<think>\n1. 情绪感知：患者语气焦虑，需要先安抚（第{draft}稿）。\n"
+        f"2. 扰动识别：“{words}”中有口语化、含糊的表达。\n"
+        f"3. 话语纠正：患者描述为：{words}\n"
+        f"4. 主诉提取：{words[:20]}，想知道该怎么办。\n"
+        f"5. 医学推理：先排除急症，再考虑常见病因（第{draft}稿）。\n</think>\n\n"
+        f"别太担心，建议尽快到医院就诊检查；如果症状突然加重，请立即拨打120（第{draft}稿）。"
+    )
+
+
+Behaviour = Verdict | Text | Truncated | HTTPError | Slow | Generation
 BehaviourSource = Behaviour | Callable[[ChatRequest], Behaviour]
 
 
@@ -550,6 +585,11 @@ class OpenAIServer:
         if isinstance(behaviour, Text):
             return self._completion(request, behaviour.content, behaviour.finish_reason, None)
         labels = request.candidate_labels
+        # A request that asks for no axes is not a judge call: a verdict makes no sense there, a draft does.
+        if isinstance(behaviour, Verdict) and not labels and not request.axis_keys:
+            behaviour = Generation()
+        if isinstance(behaviour, Generation):
+            return self._completion(request, generation_text(request, behaviour), behaviour.finish_reason, None)
         if labels and isinstance(behaviour, Truncated):
             group = {label: _resolve_scores(behaviour.scores, request, candidate=label) for label in labels}
             content = "".join(text for text, _ in _group_verdict_pieces(group, "依据量表逐项核对"))
