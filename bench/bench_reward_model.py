@@ -34,11 +34,11 @@ import torch  # noqa: E402
 
 from bench.common import RESULTS, console, percentile, print_table  # noqa: E402
 from reward_model.config import ModelSettings, SplitSettings, TrainSettings  # noqa: E402
-from reward_model.data import Conversation, TokenIds, build_examples, split_by_prompt  # noqa: E402
+from reward_model.data import Conversation, Example, TokenIds, build_examples, split_by_prompt  # noqa: E402
 from reward_model.engine import EngineSettings, RewardEngine  # noqa: E402
-from reward_model.evaluate import evaluate_model  # noqa: E402
+from reward_model.evaluate import evaluate_predictions, label_mean, predict_examples  # noqa: E402
 from reward_model.model import ScoringModel, build_reward_model  # noqa: E402
-from reward_model.scores import Scores  # noqa: E402
+from reward_model.scores import Scores, round_score  # noqa: E402
 from reward_model.synthetic import synthetic_records  # noqa: E402
 from reward_model.tiny import qwen3_0_6b_config, save_tiny_base  # noqa: E402
 from reward_model.train import train  # noqa: E402
@@ -224,6 +224,18 @@ def bench_cpu(callers: int, rounds: int, repeats: int, work: Path) -> list[dict[
 # ---------------------------------------------------------------------------------------------- 2. heads
 
 
+def mode_qwk(predictions: list[Scores], examples: list[Example]) -> float:
+    from sklearn.metrics import cohen_kappa_score
+
+    values = []
+    for a, axis in enumerate(predictions[0].axis_keys):
+        rows = [(p.mode_of(axis), e.targets[a]) for p, e in zip(predictions, examples, strict=True)]
+        labels = [round_score(label_mean(t)) for _, t in rows if t is not None]
+        modes = [m for m, t in rows if t is not None]
+        values.append(float(cohen_kappa_score(labels, modes, weights="quadratic", labels=[1, 2, 3, 4, 5])))
+    return statistics.mean(values)
+
+
 def bench_heads(work: Path, seeds: int) -> list[dict[str, Any]]:
     from transformers import AutoTokenizer
 
@@ -244,13 +256,17 @@ def bench_heads(work: Path, seeds: int) -> list[dict[str, Any]]:
             seeded = settings.model_copy(update={"seed": seed})
             train(model, splits.train, splits.val, seeded, pad_id=tokenizer.pad_token_id)
             seconds = time.perf_counter() - started
-            report = evaluate_model(ScoringModel(model, tokenizer, head, torch.device("cpu")), splits.test)
+            scoring = ScoringModel(model, tokenizer, head, torch.device("cpu"))
+            predictions = predict_examples(scoring, splits.test)
+            report = evaluate_predictions(predictions, [e.targets for e in splits.test])
             out.append(
                 {
                     "seed": seed,
                     "head": head,
                     "test_samples": report.n_samples,
                     "qwk": report.summary["mean_qwk"],
+                    # The same, with the most probable level as the integer (ordinal only).
+                    "qwk_mode": mode_qwk(predictions, splits.test) if head == "ordinal" else float("nan"),
                     "spearman": report.summary["mean_spearman"],
                     "mae": report.summary["mean_mae"],
                     "pass_f1": statistics.mean(m.pass_f1 or 0.0 for m in report.axes.values()),
@@ -261,14 +277,17 @@ def bench_heads(work: Path, seeds: int) -> list[dict[str, Any]]:
             )
             measured = " ".join(f"{k}={v:.3f}" for k, v in out[-1].items() if isinstance(v, float))
             console.print(f"seed {seed} {head:<10} {measured}")
-    names = ("qwk", "spearman", "mae", "pass_f1", "ece", "brier")
+    names = ("qwk", "qwk_mode", "spearman", "mae", "pass_f1", "ece", "brier")
     table = []
     for head in ("ordinal", "regression"):
         rows = [r for r in out if r["head"] == head]
         m = {k: statistics.mean(r[k] for r in rows) for k in names}
-        agreement = f"{m['qwk']:.3f} / {m['spearman']:.3f} / {m['mae']:.3f}"
-        passing = f"{m['pass_f1']:.3f} / {m['ece']:.3f} / {m['brier']:.3f}"
+        sd = {k: statistics.stdev(r[k] for r in rows) if len(rows) > 1 else 0.0 for k in names}
+        agreement = " / ".join(f"{m[k]:.3f}±{sd[k]:.3f}" for k in ("qwk", "spearman", "mae"))
+        passing = " / ".join(f"{m[k]:.3f}±{sd[k]:.3f}" for k in ("pass_f1", "ece", "brier"))
         table.append((f"{head}: QWK / Spearman / MAE", agreement, "", None))
+        if head == "ordinal":
+            table.append(("ordinal: QWK with the most probable level", f"{m['qwk_mode']:.3f}", "", None))
         table.append((f"{head}: pass F1 / ECE / Brier", passing, "", None))
     print_table(f"Heads, synthetic samples (15 % label noise, {seeds} seeds, held-out prompts), mean over axes", table)
     return out

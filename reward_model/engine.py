@@ -18,12 +18,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from reward_model.data import Encoded, ModelInput
+from reward_model.data import Conversation, Encoded, ModelInput
 from reward_model.errors import EngineClosed, IncompatibleModel
 from reward_model.scores import Scores
 
 if TYPE_CHECKING:
     from reward_model.model import ScoringModel
+
+
+# Characters of input above which tokenizing moves off the event loop.
+OFFLOAD_CHARS = 50_000
+# Most batches' worth of queued work the worker takes in one round.
+ROUND_BATCHES = 4
+
+
+def _chars(item: ModelInput) -> int:
+    if isinstance(item, str):
+        return len(item)
+    if isinstance(item, Conversation):
+        return len(item.reasoning) + len(item.response) + sum(len(content) for _, content in item.messages)
+    return 0
 
 
 @dataclass(frozen=True)
@@ -109,7 +123,12 @@ class RewardEngine:
             raise EngineClosed("the reward-model engine is closed")
         if not items:
             return []
-        encoded = self._model.encode(items)
+        model = self._model
+        # Tokenizing is quick for typical inputs; very long ones go to a thread so the loop keeps serving.
+        if sum(_chars(item) for item in items) > OFFLOAD_CHARS:
+            encoded = await asyncio.to_thread(model.encode, items)
+        else:
+            encoded = model.encode(items)
         loop = asyncio.get_running_loop()
         now = time.monotonic()
         pending = [_Pending(e, loop.create_future(), loop, now) for e in encoded]
@@ -169,9 +188,17 @@ class RewardEngine:
                 self._cond.wait(remaining)
             if self._closed:
                 return None
-            taken = list(self._queue)
-            self._queue.clear()
-            self._queued_tokens = 0
+            # A round is capped so that newcomers (and a swapped model) wait for a few batches at most.
+            taken: list[_Pending] = []
+            tokens = 0
+            while self._queue and (
+                len(taken) < ROUND_BATCHES * self.settings.max_batch_size
+                and tokens < ROUND_BATCHES * self.settings.max_batch_tokens
+            ):
+                item = self._queue.popleft()
+                taken.append(item)
+                tokens += len(item.encoded.input_ids)
+            self._queued_tokens -= tokens
             return taken, self._model
 
     def plan(self, pending: Sequence[_Pending]) -> list[list[_Pending]]:

@@ -148,3 +148,19 @@ def test_plan_packs_by_length_under_the_token_budget(scoring: ScoringModel) -> N
         assert all(len(b) * max(b) <= 100 for b in widths if len(b) > 1)
     finally:
         engine.close()
+
+
+async def test_a_flood_is_served_in_capped_rounds_and_long_inputs_are_tokenized_off_the_loop(
+    scoring: ScoringModel, records: list[LabelledRecord]
+) -> None:
+    engine = RewardEngine(scoring, EngineSettings(max_batch_size=8, max_wait_ms=1))
+    try:
+        convs = [r.conversation for r in records[:100]]
+        huge = type(convs[0])((("user", "我 头疼 " * 12_000),), convs[0].reasoning, convs[0].response)
+        got = await engine.score([*convs, huge])
+        assert len(got) == 101 and got[-1].truncated and not any(g.truncated for g in got[:-1])
+        want = scoring.score(convs[:5])
+        assert all(_close(g.expected, w.expected) for g, w in zip(got[:5], want, strict=True))
+        assert engine.stats.largest_batch <= 8 and engine.stats.forwards >= 13
+    finally:
+        await engine.aclose()
