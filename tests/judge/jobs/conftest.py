@@ -14,6 +14,7 @@ import pytest
 import yaml
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from judge.jobs.service import JobsService, result_states
 from judge.jobs.worker import WorkerConfig, build_worker
 from judge.settings import Settings
 from tests.support.openai_server import ChatRequest, OpenAIServer, Verdict
@@ -64,6 +65,14 @@ def write_jsonl(path: Path, rows: list[Any]) -> Path:
         for row in rows:
             fh.write((row if isinstance(row, bytes) else orjson.dumps(row)) + b"\n")
     return path
+
+
+async def collect_results(service: JobsService, job_id: str, kept: bool | None = None) -> list[dict[str, Any]]:
+    """A job's result records, as the results endpoint streams them."""
+    out: list[dict[str, Any]] = []
+    async for block in await service.results(job_id, result_states(kept)):
+        out += [orjson.loads(line) for line in block.splitlines()]
+    return out
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

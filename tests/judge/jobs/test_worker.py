@@ -7,24 +7,17 @@ from collections.abc import AsyncIterator
 import orjson
 
 from judge.jobs.schemas import JobOptions, JobSpec
-from judge.jobs.service import JobsService, result_states
+from judge.jobs.service import JobsService
 from judge.runtime import Runtime
 from judge.settings import Settings
-from tests.judge.jobs.conftest import RunWorker, marker_judge, sample_line
-from tests.support.openai_server import OpenAIServer
+from tests.judge.jobs.conftest import RunWorker, collect_results, marker_judge, sample_line
+from tests.support.openai_server import Behaviour, ChatRequest, OpenAIServer, Verdict, bad_request
 
 
 async def blocks(lines: list[bytes], size: int = 7) -> AsyncIterator[bytes]:
     data = b"".join(line + b"\n" for line in lines)
     for start in range(0, len(data), size * 97):
         yield data[start : start + size * 97]
-
-
-async def results(service: JobsService, job_id: str, kept: bool | None = None) -> list[dict[str, object]]:
-    out = []
-    async for block in await service.results(job_id, result_states(kept)):
-        out += [orjson.loads(line) for line in block.splitlines()]
-    return out
 
 
 async def test_filter_job_keeps_passing_samples_and_reports_each_line_once(
@@ -52,14 +45,15 @@ async def test_filter_job_keeps_passing_samples_and_reports_each_line_once(
             assert counts == {
                 "total": 40, "done": 40, "pending": 0, "kept": 14, "dropped": 24, "failed": 0, "invalid": 2
             }  # fmt: skip
-            everything = await results(service, job_id)
+            everything = await collect_results(service, job_id)
             assert [r["line"] for r in everything] == list(range(1, 41))
-            kept = await results(service, job_id, kept=True)
+            kept = await collect_results(service, job_id, kept=True)
             assert {r["line"] for r in kept} == {i + 1 for i in range(40) if i % 3 == 0}
             assert len(kept) == 14
-            assert all(r["sample"]["id"] == f"样本-{int(r['line']) - 1}" for r in kept)  # type: ignore[index]
-            assert all(r["verdict"]["passed"] is True for r in kept)  # type: ignore[index]
-            bad = {r["line"]: r for r in await results(service, job_id, kept=False) if r["outcome"] == "invalid"}
+            assert all(r["sample"]["id"] == f"样本-{int(r['line']) - 1}" for r in kept)
+            assert all(r["verdict"]["passed"] is True for r in kept)
+            others = await collect_results(service, job_id, kept=False)
+            bad = {r["line"]: r for r in others if r["outcome"] == "invalid"}
             assert set(bad) == {6, 8}
             assert "response" in str(bad[8]["error"])
             summary = job["summary"]
@@ -76,10 +70,91 @@ async def test_filter_job_keeps_passing_samples_and_reports_each_line_once(
 
             await run_worker(again_finished)
             assert openai_server.calls == 38
-            second = await results(service, str(again["id"]))
+            second = await collect_results(service, str(again["id"]))
             assert len(second) == 42
-            first_verdicts = {r["line"]: r["verdict"]["verdict_id"] for r in everything if "verdict" in r}  # type: ignore[index]
-            assert all(r["verdict"]["cached"] for r in second if "verdict" in r)  # type: ignore[index]
-            assert {r["verdict"]["verdict_id"] for r in second if "verdict" in r} == set(first_verdicts.values())  # type: ignore[index]
+            first_verdicts = {r["line"]: r["verdict"]["verdict_id"] for r in everything if "verdict" in r}
+            assert all(r["verdict"]["cached"] for r in second if "verdict" in r)
+            assert {r["verdict"]["verdict_id"] for r in second if "verdict" in r} == set(first_verdicts.values())
+        finally:
+            await service.aclose()
+
+
+async def test_curate_job_refines_failing_drafts_with_feedback(
+    job_settings: Settings, openai_server: OpenAIServer, run_worker: RunWorker
+) -> None:
+    openai_server.default = marker_judge  # first drafts score 3 everywhere, second drafts 5
+    prompts = [
+        orjson.dumps({"id": f"对话-{i}", "messages": [{"role": "user", "content": f"{patient}（{i}）"}]})
+        for i, patient in enumerate(["俺娘心口窝疼得厉害咋整啊", "娃发烧三天退不下来", "一站起来眼前就发黑"])
+    ]
+    prompts.append(orjson.dumps({"prompt": "肚子绞着疼，拉稀好几回了"}))
+    prompts.append(orjson.dumps({"messages": [{"role": "assistant", "content": "您好"}]}))  # ends with the doctor
+    async with await Runtime.open(job_settings) as runtime:
+        service = JobsService(runtime)
+        try:
+            spec = JobSpec(kind="curate", judge="loop", generator="gen", options=JobOptions(chunk_size=2))
+            view = await service.create_from_stream(spec, blocks(prompts))
+
+            async def finished() -> bool:
+                return (await service.get(str(view["id"])))["state"] == "done"
+
+            await run_worker(finished)
+            job = await service.get(str(view["id"]))
+            assert job["counts"]["kept"] == 4
+            assert job["counts"]["invalid"] == 1
+            assert job["summary"]["rounds"] == {"1": {"judged": 4, "passed": 0}, "2": {"judged": 4, "passed": 4}}
+            kept = await collect_results(service, str(view["id"]), kept=True)
+            first = kept[0]
+            assert first["id"] == "对话-0"
+            messages = first["messages"]
+            assert messages[0] == {"role": "user", "content": "俺娘心口窝疼得厉害咋整啊（0）"}
+            answer = messages[-1]
+            assert answer["role"] == "assistant"
+            assert answer["content"].startswith("<think>\n1. 情绪感知")
+            assert "</think>\n\n" in answer["content"] and "第2稿" in answer["content"]
+            lineage = first["lineage"]
+            assert lineage["round"] == 2
+            rounds = lineage["rounds"]
+            assert [r["passed"] for r in rounds] == [False, True]
+            assert len(rounds[0]["failing_axes"]) == 13
+            assert first["verdict"]["verdict_id"] == rounds[1]["verdict_id"]
+            # The refinement request carried the judge's feedback: rationale and the next level's anchor.
+            refine = [r for r in openai_server.requests if "PREVIOUS_ANSWER" in r.request.prompt]
+            assert len(refine) == 4
+            prompt = refine[0].request.prompt
+            assert "下一档（4 分）的标准" in prompt and "评审理由" in prompt and "第1稿" in prompt
+            invalid = await collect_results(service, str(view["id"]), kept=False)
+            assert [r["line"] for r in invalid] == [5]
+            assert "role user" in str(invalid[0]["error"])
+        finally:
+            await service.aclose()
+
+
+async def test_curate_with_one_round_drops_and_a_broken_generator_fails_items(
+    job_settings: Settings, openai_server: OpenAIServer, run_worker: RunWorker
+) -> None:
+    def judge_or_refuse(request: ChatRequest) -> Behaviour:
+        if not request.axis_keys and "坏" in request.prompt:
+            return bad_request("generator refuses")
+        return Verdict(scores=3)
+
+    openai_server.default = judge_or_refuse
+    prompts = [orjson.dumps({"prompt": text}) for text in ("头疼两天了", "坏掉的请求", "嗓子疼")]
+    async with await Runtime.open(job_settings) as runtime:
+        service = JobsService(runtime)
+        try:
+            spec = JobSpec(kind="curate", judge="loop", generator="gen", options=JobOptions(rounds=1))
+            view = await service.create_from_stream(spec, blocks(prompts))
+
+            async def finished() -> bool:
+                return (await service.get(str(view["id"])))["state"] == "done"
+
+            await run_worker(finished)
+            job = await service.get(str(view["id"]))
+            assert job["counts"]["dropped"] == 2 and job["counts"]["failed"] == 1
+            rows = {r["line"]: r for r in await collect_results(service, str(view["id"]))}
+            assert rows[2]["outcome"] == "failed"
+            assert "HTTP 400" in str(rows[2]["error"]) and "round 1" in str(rows[2]["error"])
+            assert rows[1]["outcome"] == "dropped" and rows[1]["lineage"]["round"] is None
         finally:
             await service.aclose()
