@@ -49,8 +49,10 @@ test: setup-dev
 
 check: lint typecheck test
 
+# Benchmarks print tables (bench/README.md); run them on an idle machine.
+BENCHES := bench_scoring bench_rewards bench_jobs bench_reward_model bench_agreement
 bench: setup-dev
-	$(PY) bench/run_all.py
+	@for b in $(BENCHES); do echo "== $$b"; $(PY) bench/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) out rubric-judge.db
