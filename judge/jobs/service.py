@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from judge.errors import JudgeUnavailable
+from judge.errors import JudgeNotFound, JudgeUnavailable
 from judge.jobs.errors import InvalidJob, JobNotFound, JobQueueUnavailable, JobSourceRejected
 from judge.jobs.generator import Generator
 from judge.jobs.ingest import file_blocks, ingest, max_line_bytes, split_lines
@@ -147,7 +147,10 @@ class JobsService:
         rubric, profile = resolve(self.runtime, spec.rubric, spec.judge)
         generator = None
         if spec.generator is not None:
-            generator = self.runtime.profiles.get(spec.generator)
+            try:
+                generator = self.runtime.profiles.get(spec.generator)
+            except JudgeNotFound as exc:
+                raise JudgeNotFound(exc.message, field="generator") from exc
             try:
                 Generator(generator)
             except JudgeUnavailable as exc:

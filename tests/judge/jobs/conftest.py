@@ -28,11 +28,12 @@ PATIENTS = [
 
 
 def write_job_judges(path: Path, server: OpenAIServer, **judge: Any) -> Path:
-    """A judge ``loop`` and a generator ``gen`` on the loopback server."""
+    """A judge ``loop`` and a generator ``gen`` on the loopback server; ``needs-key`` lacks its API key."""
     common = {"backend": "openai", "base_url": server.url, "timeout_s": 10, "max_retries": 1}
     profiles = [
         {"name": "loop", "model": "judge-model", "concurrency": 32, **common, **judge},
         {"name": "gen", "model": "gen-model", "concurrency": 32, "temperature": 0.7, **common},
+        {"name": "needs-key", "model": "m", "api_key_env": "RJ_TEST_SURELY_UNSET_KEY", **common},
     ]
     path.write_text(yaml.safe_dump({"judges": profiles}, allow_unicode=True), encoding="utf-8")
     return path

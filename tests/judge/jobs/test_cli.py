@@ -148,7 +148,7 @@ def test_curate_without_a_generator_profile_names_the_field(tmp_path: Path, open
         "--judge", "loop", "--generator", "不存在", env=env, check=False,
     )  # fmt: skip
     assert proc.returncode == 2
-    assert "JudgeNotFound" in proc.stderr and "judge" in proc.stderr
+    assert "JudgeNotFound (generator)" in proc.stderr
 
 
 @pytest.fixture
