@@ -21,11 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from judge import metrics
 from judge.backends.base import GroupJudgeBackend, JudgeBackend
 from judge.cache import VerdictCache
+from judge.lookup import StoreLookup
 from judge.outage import OutageLog
 from judge.profiles import JudgeProfile
 from judge.prompts import group_order
 from judge.samples import Sample, content_hash
-from judge.store.repository import VerdictRepository
 from judge.verdicts import AxisResult, AxisStatus, GroupPlacement, JudgeOutcome, Usage, Verdict
 from judge.writer import VerdictWriter
 from rubrics.schema import Rubric
@@ -105,6 +105,8 @@ class Scorer:
     ) -> None:
         self._cache = cache
         self._sessions = sessions
+        # Concurrent cache misses share one store query (see judge.lookup).
+        self._stored = StoreLookup(sessions) if sessions is not None else None
         self._backend_factory = backend_factory
         self._backends: dict[str, JudgeBackend] = {}
         self._inflight: dict[str, asyncio.Task[Verdict]] = {}
@@ -314,8 +316,7 @@ class Scorer:
         missing = [k for k in keys if k not in found]
         if missing and self._sessions is not None:
             try:
-                async with self._sessions() as session:
-                    stored = await VerdictRepository(session).find_complete(missing)
+                stored = await self._stored.find(missing) if self._stored is not None else {}
                 self._store_log.succeeded()
             except Exception as exc:
                 self._store_log.failed("lookup failed; judging instead", exc)
