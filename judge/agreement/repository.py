@@ -5,8 +5,9 @@ Like every repository it only ``flush()``es: the caller owns the transaction.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, select, true
@@ -18,6 +19,20 @@ from judge.store.models import Base, RatingRow, SampleRow, VerdictRow, utcnow
 from judge.store.repository import IN_CHUNK, INSERT_CHUNK, Rating, _chunks, _insert
 
 _RATING_KEY = ("rubric_hash", "sample_hash", "rater", "axis", "run")
+
+
+@dataclass
+class RatingColumns:
+    """Ratings as parallel columns; equal strings share one object, so a million rows cost a few dozen MB."""
+
+    sample_hash: list[str] = field(default_factory=list)
+    rater: list[str] = field(default_factory=list)
+    axis: list[str] = field(default_factory=list)
+    score: array[float] = field(default_factory=lambda: array("d"))
+    run: array[int] = field(default_factory=lambda: array("q"))
+
+    def __len__(self) -> int:
+        return len(self.score)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +106,38 @@ class AgreementRepository:
         await self._session.execute(stmt, rows)
         await self._session.flush()
         return len(rows)
+
+    async def rating_columns(self, rubric_hash: str, raters: Sequence[str], *, batch: int = 50_000) -> RatingColumns:
+        """Every rating of ``raters`` under the rubric, streamed in batches into columns.
+
+        A study reads every judged sample's ratings (13 a verdict): one object per row, as
+        :meth:`RatingRepository.query` builds, took 20 s and 400 MB for 780,000 rows.
+        """
+        columns = RatingColumns()
+        if not raters:
+            return columns
+        # Ordered by sample: the bootstrap draws samples by position, so a report must see them in one order
+        # whatever order the table happens to hold them in (the same seed, the same intervals).
+        stmt = (
+            select(RatingRow.sample_hash, RatingRow.rater, RatingRow.axis, RatingRow.score, RatingRow.run)
+            .where(RatingRow.rubric_hash == rubric_hash, RatingRow.rater.in_(list(raters)))
+            .order_by(RatingRow.sample_hash)
+        )
+        seen: dict[str, str] = {}
+        share = seen.setdefault
+        hashes, names, axes = columns.sample_hash, columns.rater, columns.axis
+        scores, runs = columns.score, columns.run
+        # On the Core connection: the ORM session's result processing doubled the time per row.
+        connection = await self._session.connection()
+        result = await connection.stream(stmt.execution_options(yield_per=batch))
+        async for rows in result.partitions():
+            for sample_hash, rater, axis, score, run in rows:
+                hashes.append(share(sample_hash, sample_hash))
+                names.append(share(rater, rater))
+                axes.append(share(axis, axis))
+                scores.append(score)
+                runs.append(run)
+        return columns
 
     async def delete_ratings(self, rubric_hash: str, rater: str, sample_hashes: Sequence[str]) -> int:
         """Delete every run of ``rater`` on these samples under the rubric; returns how many rows went."""

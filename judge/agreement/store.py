@@ -227,13 +227,17 @@ async def store_import(
 # --- studies -------------------------------------------------------------------------------------------------
 
 
+async def select_raters(session: AsyncSession, rubric: Rubric, raters: str | Sequence[str]) -> list[str]:
+    """The raters with ratings under the rubric that ``raters`` (names, globs such as ``human:*``) select."""
+    available = await RatingRepository(session).raters(rubric.content_hash)
+    if not available:
+        raise RaterNotFound(f"no ratings under rubric {rubric.ref}", field="raters")
+    return expand_raters(raters, available)
+
+
 async def load_ratings(
     session: AsyncSession, rubric: Rubric, raters: str | Sequence[str]
 ) -> tuple[list[str], list[StoredRating]]:
-    """The raters that ``raters`` (names, globs such as ``human:*``) select under the rubric, and their ratings."""
-    repo = RatingRepository(session)
-    available = await repo.raters(rubric.content_hash)
-    if not available:
-        raise RaterNotFound(f"no ratings under rubric {rubric.ref}", field="raters")
-    selected = expand_raters(raters, available)
-    return selected, await repo.query(rubric.content_hash, selected)
+    """The selected raters and their ratings as rows (for a large study, read columns: see ``studies``)."""
+    selected = await select_raters(session, rubric, raters)
+    return selected, await RatingRepository(session).query(rubric.content_hash, selected)

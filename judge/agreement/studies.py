@@ -24,7 +24,7 @@ from judge.agreement.store import (
     ImportOutcome,
     SampleIndex,
     judge_rater,
-    load_ratings,
+    select_raters,
     store_import,
     verdict_rows,
 )
@@ -112,13 +112,21 @@ async def agreement_from_store(
     The statistics run in a worker thread: with thousands of samples and bootstrap resamples they take
     seconds of CPU, which must not stall an event loop serving scoring calls.
     """
-    from judge.agreement.service import compute_agreement
+    from judge.agreement.matrix import RatingMatrix
+    from judge.agreement.service import agreement_from_matrix
 
     async with sessions() as session:
-        selected, rows = await load_ratings(session, rubric, raters)
-    return await asyncio.to_thread(
-        functools.partial(compute_agreement, rows, rubric, selected, n_boot=n_boot, seed=seed)
-    )
+        selected = await select_raters(session, rubric, raters)
+        columns = await AgreementRepository(session).rating_columns(rubric.content_hash, selected)
+
+    def compute() -> AgreementReport:
+        matrix = RatingMatrix.from_columns(
+            columns.sample_hash, columns.rater, columns.axis, columns.score, columns.run,
+            axes=rubric.axis_keys, raters=selected,
+        )  # fmt: skip
+        return agreement_from_matrix(matrix, rubric, n_boot=n_boot, seed=seed)
+
+    return await asyncio.to_thread(compute)
 
 
 # --- stability -----------------------------------------------------------------------------------------------

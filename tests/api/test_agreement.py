@@ -236,13 +236,13 @@ async def test_agreement_is_computed_off_the_event_loop(
     await _score(client, "a", samples[:4])
     await _score(client, "b", samples[:4])
     threads: list[int] = []
-    compute = agreement_service.compute_agreement
+    compute = agreement_service.agreement_from_matrix
 
     def recording(*args: Any, **kwargs: Any) -> Any:
         threads.append(threading.get_ident())
         return compute(*args, **kwargs)
 
-    monkeypatch.setattr(agreement_service, "compute_agreement", recording)
+    monkeypatch.setattr(agreement_service, "agreement_from_matrix", recording)
     resp = await client.get("/v1/agreement", params={"raters": "judge:*"})
     assert resp.status_code == 200, resp.text
     # Not the loop's thread; and the API's default number of resamples, below the CLI's.

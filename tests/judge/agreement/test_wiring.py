@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from judge.agreement.errors import NotEnoughRatings, NoValidRatings, RaterNotFound
 from judge.agreement.ratings import parse_ratings, verdict_ratings
+from judge.agreement.repository import AgreementRepository
+from judge.agreement.service import compute_agreement
 from judge.agreement.store import (
     SampleIndex,
     load_ratings,
@@ -27,7 +29,7 @@ from judge.agreement.store import (
     validate_items,
     verdict_rows,
 )
-from judge.agreement.studies import positions_from_store, read_sample_index, stability_study
+from judge.agreement.studies import agreement_from_store, positions_from_store, read_sample_index, stability_study
 from judge.backends.factory import build_backend
 from judge.cache import MemoryCache
 from judge.profiles import JudgeProfile
@@ -38,6 +40,7 @@ from judge.store.repository import Rating as StoredRating
 from judge.store.repository import RatingRepository, VerdictRepository
 from judge.verdicts import AxisResult, AxisStatus, GroupPlacement, Usage, Verdict
 from rubrics.schema import Rubric
+from tests.judge.agreement.conftest import Row, synthetic_scores, to_rows
 from tests.judge.conftest import make_sample
 from tests.support.openai_server import ChatRequest, OpenAIServer, Text, default_scores, garbage
 from tests.support.openai_server import Verdict as ScriptedVerdict
@@ -274,6 +277,29 @@ async def test_loading_ratings_names_raters_that_match_nobody(tiny_rubric: Rubri
             await load_ratings(session, tiny_rubric, "rm:*,human:*")
     assert nothing.value.field == nobody.value.field == "raters"
     assert "human:*" in nobody.value.message
+
+
+async def test_a_report_from_the_store_equals_one_from_the_rows(tiny_rubric: Rubric, db_sessions: Sessions) -> None:
+    """The store's columnar read (streamed, strings shared) gives the report the rows give."""
+    raters = ["judge:甲", "human:张医生", "human:李医生"]
+    scores = synthetic_scores(120, 3, len(tiny_rubric.axes), seed=5, missing=0.2)
+    rows = to_rows(scores, tiny_rubric, raters)
+    rows += [Row(r.sample_hash, r.rater, r.axis, 1.0, run=1) for r in rows[:40]]  # later runs: not used
+    async with db_sessions() as session:
+        await save_ratings(session, tiny_rubric.content_hash, rows)
+        await session.commit()
+    async with db_sessions() as session:
+        columns = await AgreementRepository(session).rating_columns(tiny_rubric.content_hash, raters[1:], batch=50)
+    assert len(columns) == sum(1 for r in rows if r.rater != "judge:甲")
+    assert len({id(h) for h in columns.sample_hash}) == len(set(columns.sample_hash))  # one object per hash
+
+    from_store = await agreement_from_store(db_sessions, tiny_rubric, "judge:*,human:*", n_boot=30, seed=2)
+    # Samples in hash order, as RatingRepository.query gives them: the bootstrap draws samples by position.
+    by_sample = sorted(rows, key=lambda r: r.sample_hash)
+    from_rows = compute_agreement(by_sample, tiny_rubric, raters, n_boot=30, seed=2)
+    assert from_store.raters == raters
+    assert from_store == from_rows
+    assert from_store.dropped_rows == 40
 
 
 # --- stability ---------------------------------------------------------------------------------------------------
