@@ -24,7 +24,7 @@ from judge.errors import RubricJudgeError
 from judge.jobs.generator import Generator
 from judge.jobs.models import JobRow
 from judge.jobs.process import ItemOutcome, JobPlan, process_items
-from judge.jobs.queue import TASK, JobQueue, queue_name, redis_settings
+from judge.jobs.queue import TASK, JobQueue, queue_name, redis_settings, task_id
 from judge.jobs.repository import Claim, JobRepository
 from judge.jobs.schemas import ItemState, JobOptions
 from judge.runtime import Runtime
@@ -119,6 +119,9 @@ class ChunkWorker:
                 return
             pending = await repo.pending_chunks()
         for ref in pending:
+            # Nothing is queued or running, so any task record left for this chunk is stale: it would block the
+            # enqueue (arq refuses a live task id).
+            await self.queue.drop_task(task_id(ref.job_id, ref.chunk, ref.attempts))
             await self.queue.enqueue(ref.job_id, ref.chunk, ref.attempts)
         if pending:
             log.warning("queue was empty with %d chunks pending; queued them again", len(pending))

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import orjson
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy import text
 
 from judge.jobs.schemas import JobOptions, JobSpec
 from judge.jobs.service import JobsService
+from judge.jobs.worker import WorkerConfig, build_worker
 from judge.runtime import Runtime
 from judge.settings import Settings
 from tests.judge.jobs.conftest import RunWorker, collect_results, marker_judge, sample_line
@@ -156,5 +163,105 @@ async def test_curate_with_one_round_drops_and_a_broken_generator_fails_items(
             assert rows[2]["outcome"] == "failed"
             assert "HTTP 400" in str(rows[2]["error"]) and "round 1" in str(rows[2]["error"])
             assert rows[1]["outcome"] == "dropped" and rows[1]["lineage"]["round"] is None
+        finally:
+            await service.aclose()
+
+
+async def test_an_upload_that_breaks_off_fails_its_job(job_settings: Settings) -> None:
+    async def broken() -> AsyncIterator[bytes]:
+        yield orjson.dumps(sample_line(0)) + b"\n"
+        raise ConnectionResetError("client went away")
+
+    async with await Runtime.open(job_settings) as runtime:
+        service = JobsService(runtime)
+        try:
+            with pytest.raises(ConnectionResetError):
+                await service.create_from_stream(JobSpec(judge="loop"), broken())
+            (job,) = await service.list(state=None, limit=5, offset=0)
+            assert job["state"] == "failed" and "ConnectionResetError" in job["error"]
+        finally:
+            await service.aclose()
+
+
+async def test_chunks_come_back_when_redis_lost_the_queue(
+    job_settings: Settings, openai_server: OpenAIServer, run_worker: RunWorker, redis_client: Redis
+) -> None:
+    async with await Runtime.open(job_settings) as runtime:
+        service = JobsService(runtime)
+        try:
+            spec = JobSpec(judge="loop", options=JobOptions(chunk_size=3))
+            job_id = str(
+                (await service.create_from_stream(spec, blocks([orjson.dumps(sample_line(i)) for i in range(9)])))["id"]
+            )
+            assert await redis_client.delete(f"{job_settings.redis_prefix}jobs") == 1  # Redis restarted empty
+
+            async def finished() -> bool:
+                return (await service.get(job_id))["state"] == "done"
+
+            await run_worker(finished)
+            assert (await service.get(job_id))["counts"]["done"] == 9
+        finally:
+            await service.aclose()
+
+
+async def test_a_chunk_that_keeps_failing_is_given_up_with_its_reason(
+    job_settings: Settings, openai_server: OpenAIServer, run_worker: RunWorker, tmp_path: Path
+) -> None:
+    async with await Runtime.open(job_settings) as runtime:
+        service = JobsService(runtime)
+        try:
+            lines = [orjson.dumps(sample_line(i)) for i in range(4)]
+            job_id = str((await service.create_from_stream(JobSpec(judge="loop"), blocks(lines)))["id"])
+
+            async def finished() -> bool:
+                return (await service.get(job_id))["state"] == "done"
+
+            # This worker's judges file has no "loop" profile: every attempt fails, then the chunk is given up.
+            (tmp_path / "other.yaml").write_text("judges: []\n", encoding="utf-8")
+            other = job_settings.model_copy(update={"judges_file": tmp_path / "other.yaml"})
+            worker = build_worker(
+                other, WorkerConfig(lease_s=5, poll_delay_s=0.02, max_attempts=1), handle_signals=False
+            )
+            task = asyncio.create_task(worker.async_run())
+            try:
+                async with asyncio.timeout(30):
+                    while not await finished():
+                        await asyncio.sleep(0.05)
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                await worker.close()
+            job = await service.get(job_id)
+            assert job["counts"]["failed"] == 4
+            records = await collect_results(service, job_id)
+            assert all("given up after 1 attempts" in r["error"] and "loop" in r["error"] for r in records)
+        finally:
+            await service.aclose()
+
+
+async def test_a_stopping_worker_lets_go_of_its_chunk_at_once(
+    job_settings: Settings, openai_server: OpenAIServer
+) -> None:
+    openai_server.default = Verdict(delay_s=30)  # the judge hangs: the chunk is in hand when the worker stops
+    async with await Runtime.open(job_settings) as runtime:
+        service = JobsService(runtime)
+        try:
+            job_id = str(
+                (await service.create_from_stream(JobSpec(judge="loop"), blocks([orjson.dumps(sample_line(1))])))["id"]
+            )
+            worker = build_worker(job_settings, WorkerConfig(lease_s=30, poll_delay_s=0.02), handle_signals=False)
+            task = asyncio.create_task(worker.async_run())
+            async with asyncio.timeout(20):
+                while openai_server.in_flight == 0:
+                    await asyncio.sleep(0.02)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await worker.close()
+            async with runtime.engine.connect() as conn:
+                row = (await conn.execute(text("SELECT state, owner, error FROM job_chunks"))).one()
+            assert tuple(row) == ("pending", None, "worker stopped")
+            assert (await service.get(job_id))["counts"]["pending"] == 1
         finally:
             await service.aclose()
