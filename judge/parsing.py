@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 _WHITESPACE = " \t\n\r"
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?")
 _SCORE_STRING = re.compile(r"\s*([1-5])(?:\.0+)?\s*")
@@ -298,12 +300,72 @@ def _shaped_groups(node: _Node, labels: Sequence[str], axis_keys: Sequence[str])
         yield from _shaped_groups(child, labels, axis_keys)
 
 
-def parse_group_scores(text: str, labels: Sequence[str], axis_keys: Sequence[str]) -> GroupParseResult:
+def _plain_score(value: Any) -> tuple[int | None, str | None]:
+    """:func:`_score` for an already decoded JSON value (no offsets)."""
+    if isinstance(value, bool):
+        return None, f"score {str(value).lower()} is not an integer from 1 to 5"
+    if isinstance(value, int | float) and float(value).is_integer() and 1 <= value <= 5:
+        return int(value), None
+    if isinstance(value, str):
+        match = _SCORE_STRING.fullmatch(value)
+        if match is not None:
+            return int(match.group(1)), None
+    return None, f"score {orjson.dumps(value).decode()} is not an integer from 1 to 5"
+
+
+def _plain_group(text: str, labels: Sequence[str], axis_keys: Sequence[str]) -> GroupParseResult | None:
+    """The fast path of :func:`parse_group_scores` for an answer that is exactly one well-formed group object.
+
+    Structured output makes that the usual case; anything else (prose, fences, several objects, another
+    shape) returns None and goes through the tolerant reader. Gives no score offsets.
+    """
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    responses = data.get("responses") if isinstance(data, dict) else None
+    if not isinstance(responses, dict):
+        return None
+    results: dict[str, ParseResult] = {}
+    for label in labels:
+        candidate = responses.get(label)
+        if isinstance(candidate, dict) and isinstance(candidate.get("axes"), dict):
+            candidate = candidate["axes"]
+        if not isinstance(candidate, dict) or not any(key in candidate for key in axis_keys):
+            return None  # a missing or odd candidate: let the tolerant reader word the error
+        axes: dict[str, AxisParse] = {}
+        for key in axis_keys:
+            axis = candidate.get(key)
+            if axis is None:
+                axes[key] = AxisParse(error=f"axis {key!r} missing from the answer")
+                continue
+            rationale = None
+            value = axis
+            if isinstance(axis, dict):
+                rationale = axis.get("rationale") if isinstance(axis.get("rationale"), str) else None
+                if "score" not in axis:
+                    axes[key] = AxisParse(rationale=rationale, error=f"axis {key!r} has no score")
+                    continue
+                value = axis["score"]
+            score, error = _plain_score(value)
+            axes[key] = AxisParse(score=score, rationale=rationale, error=f"axis {key!r}: {error}" if error else None)
+        results[label] = ParseResult(axes=axes)
+    return GroupParseResult(candidates=results)
+
+
+def parse_group_scores(
+    text: str, labels: Sequence[str], axis_keys: Sequence[str], *, offsets: bool = True
+) -> GroupParseResult:
     """Parse a group answer into a score (or an error) for each candidate label and axis.
 
     As for :func:`parse_scores`, the last object of the expected shape wins; a candidate's axes may sit
-    directly under its label or under ``"axes"``.
+    directly under its label or under ``"axes"``. ``offsets=False`` (no logprobs to align) lets an answer
+    that is plain JSON be decoded by orjson: a group answer is G times longer than a single one.
     """
+    if not offsets:
+        plain = _plain_group(text, labels, axis_keys)
+        if plain is not None:
+            return plain
     chosen: dict[str, _Node] | None = None
     for obj in _objects(text):
         for candidates in _shaped_groups(obj, labels, axis_keys):

@@ -233,7 +233,7 @@ class OpenAIJudge:
         if choice.finish_reason == "length":
             return every(AxisStatus.truncated, self._truncated_message()), tally
 
-        parsed = parse_group_scores(content, labels, keys)
+        parsed = parse_group_scores(content, labels, keys, offsets=self.profile.logprobs)
         results = {label: self._axis_results(parsed.candidates[label], content, choice) for label in labels}
         if parsed.ok:
             return results, tally
@@ -264,7 +264,7 @@ class OpenAIJudge:
                 results[label][key] = AxisResult.failed(AxisStatus.truncated, self._truncated_message())
             return results, tally
 
-        repaired = parse_group_scores(repair_content, labels, keys)
+        repaired = parse_group_scores(repair_content, labels, keys, offsets=self.profile.logprobs)
         repaired_results: dict[str, dict[str, AxisResult]] = {}
         # What the first answer scored stands: the repair was only needed for the rest.
         for label, key in failed:

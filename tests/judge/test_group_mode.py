@@ -139,6 +139,36 @@ def test_group_parser_reads_each_candidate_and_takes_the_last_answer() -> None:
     assert nothing.error == NO_GROUP_OBJECT and not nothing.ok
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"responses": {"A": {k: {"rationale": "好", "score": 4} for k in KEYS}, "B": {"axes": {k: 5 for k in KEYS}}}},
+        {
+            "responses": {
+                "A": {k: {"rationale": "好", "score": s} for k, s in zip(KEYS, ["3", 4.0, " 2 "], strict=True)},
+                "B": {k: {"rationale": "差", "score": s} for k, s in zip(KEYS, [0, 4.5, True], strict=True)},
+            }
+        },
+        {"responses": {"A": {KEYS[0]: {"rationale": "缺分数"}, KEYS[1]: [4]}, "B": {k: 1 for k in KEYS[:2]}}},
+        {"responses": {"A": {k: 2 for k in KEYS}}},
+        {"verdict": {"responses": {"A": {k: 2 for k in KEYS}, "B": {k: 3 for k in KEYS}}}},
+    ],
+)
+def test_the_plain_json_fast_path_reads_exactly_what_the_tolerant_reader_reads(answer: dict[str, Any]) -> None:
+    text = json.dumps(answer, ensure_ascii=False)
+    fast = parse_group_scores(text, ["A", "B"], KEYS, offsets=False)
+    tolerant = parse_group_scores(text, ["A", "B"], KEYS)
+
+    def view(result: Any) -> dict[str, Any]:
+        return {
+            label: {k: (a.score, a.rationale, a.error is None) for k, a in parsed.axes.items()}
+            for label, parsed in result.candidates.items()
+        }
+
+    assert view(fast) == view(tolerant)
+    assert fast.ok == tolerant.ok and fast.failed == tolerant.failed
+
+
 # --- the judge ------------------------------------------------------------------------------------------------
 
 
