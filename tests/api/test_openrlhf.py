@@ -143,7 +143,7 @@ async def test_errors_answer_in_fastapis_shape(client: httpx.AsyncClient) -> Non
 
 
 async def test_api_keys_guard_get_reward_by_header_or_query(make_client: AppClient) -> None:
-    body = {"query": [], "prompts": [], "labels": []}
+    body: dict[str, list[str]] = {"query": [], "prompts": [], "labels": []}
     async with make_client(api_keys=SecretStr("s3cret,other")) as app:
         assert (await app.post("/get_reward", json=body)).status_code == 401
         assert (await app.post("/get_reward?api_key=wrong", json=body)).json() == {

@@ -47,7 +47,7 @@ def reward_server(
     pg_url: str, pg_engine: object, redis_url: str, redis_prefix: str, tmp_path: Path, openai_server: OpenAIServer
 ) -> Iterator[str]:
     """The API with the loopback judge ``loop`` as its default reward judge."""
-    settings = Settings(  # type: ignore[call-arg]
+    settings = Settings(
         database_url=pg_url,
         judges_file=write_judges(tmp_path / "judges.yaml", openai_server),
         redis_url=redis_url,
