@@ -243,7 +243,7 @@ async def test_a_chunk_that_keeps_failing_is_given_up_with_its_reason(
 async def test_a_stopping_worker_lets_go_of_its_chunk_at_once(
     job_settings: Settings, openai_server: OpenAIServer
 ) -> None:
-    openai_server.default = Verdict(delay_s=30)  # the judge hangs: the chunk is in hand when the worker stops
+    openai_server.default = Verdict(delay_s=3)  # a slow judge: the chunk is in hand when the worker stops
     async with await Runtime.open(job_settings) as runtime:
         service = JobsService(runtime)
         try:
