@@ -27,7 +27,7 @@ def _dockerfile() -> str:
 
 def test_compose_services_and_images() -> None:
     services = _compose()["services"]
-    assert set(services) == {"api", "migrate", "postgres", "redis"}
+    assert set(services) == {"api", "migrate", "postgres", "redis", "worker"}
     assert services["postgres"]["image"] == "postgres:16"
     assert services["redis"]["image"] == "redis:7"
     assert services["api"]["image"] == services["migrate"]["image"]
@@ -57,6 +57,16 @@ def test_api_and_migrate_share_settings() -> None:
     # Secrets are passed through from the shell, never written into the file.
     assert env["OPENAI_API_KEY"] is None
     assert env["DEEPSEEK_API_KEY"] is None
+
+
+def test_workers_share_the_api_settings_and_wait_for_the_migration() -> None:
+    services = _compose()["services"]
+    worker = services["worker"]
+    assert worker["command"] == ["rubric-judge", "worker"]
+    assert worker["image"] == services["api"]["image"]
+    assert worker["environment"] == services["api"]["environment"]
+    assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert worker["healthcheck"] == {"disable": True}
 
 
 def test_judges_file_is_mounted_from_examples() -> None:
