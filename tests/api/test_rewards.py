@@ -285,3 +285,19 @@ async def test_settings_limits_are_read_from_the_environment(monkeypatch: pytest
     settings = Settings(_env_file=None)
     assert (settings.max_reasoning_chars, settings.max_response_chars) == (1000, None)
     assert (settings.reward_judge, settings.reward_fallback, settings.reward_rubric) == ("deepseek", -1.0, "prmed")
+
+
+async def test_a_rubrics_length_penalty_lowers_the_reward_of_long_outputs(
+    client: httpx.AsyncClient, openai_server: OpenAIServer
+) -> None:
+    body_ = _prmed().model_dump(mode="json")
+    body_["name"] = "prmed-short"
+    body_["reward_policy"]["length_penalty"] = {"free_chars": 200, "per_1k_chars": 0.5, "max_penalty": 0.5}
+    assert (await client.post("/v1/rubrics", json=body_)).status_code == 201
+    openai_server.default = Verdict(scores=5)
+    short = rollout(0, 0, completion=None, reasoning="简短推理。", response="请立即就医。")
+    long = rollout(0, 1, completion=None, reasoning="详细推理。" * 100, response="请立即就医。" * 50)
+    out = (await client.post("/v1/rewards", json={**body(short, long), "rubric": "prmed-short"})).json()
+    chars = len("详细推理。" * 100) + len("请立即就医。" * 50)
+    assert [r["reward"] for r in out["items"]] == [1.0, pytest.approx(1.0 - min(0.5, 0.5 * (chars - 200) / 1000))]
+    assert [r["passed"] for r in out["items"]] == [True, True]  # the penalty lowers the reward, not the pass
