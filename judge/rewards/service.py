@@ -40,7 +40,8 @@ class PreparedItem:
 
     index: int
     id: str | None
-    group_id: str
+    # None for an invalid item that names no group: it stays out of the group statistics.
+    group_id: str | None
     sample: Sample | None
     error: str | None = None
 
@@ -51,7 +52,7 @@ class RewardOutcome:
 
     index: int
     id: str | None
-    group_id: str
+    group_id: str | None
     reward: float | None
     passed: bool | None
     # Per axis, the value the reward used: the expected score with logprobs, else the integer; None if unscored.
@@ -112,16 +113,17 @@ def conversation_group(sample: Sample) -> str:
 def prepare_item(index: int, raw: Any, settings: Settings) -> PreparedItem:
     """Validate and normalise one raw item (a dict or a :class:`RewardItemIn`); a bad one carries its error."""
     raw_id = raw.get("id") if isinstance(raw, dict) else None
+    raw_group = raw.get("group_id") if isinstance(raw, dict) else None
     item_id = raw_id if isinstance(raw_id, str) else None
+    group_id = raw_group if isinstance(raw_group, str) else None
     try:
         item = raw if isinstance(raw, RewardItemIn) else RewardItemIn.model_validate(raw)
     except ValidationError as exc:
-        return invalid_item(index, item_id, _validation_message(exc))
+        return invalid_item(index, item_id, _validation_message(exc), group_id)
+    limit = settings.max_text_chars
     for name, text in item.texts():
-        if len(text) > settings.max_text_chars:
-            return invalid_item(
-                index, item.id, f"{name}: {len(text)} characters; the limit is {settings.max_text_chars}"
-            )
+        if len(text) > limit:
+            return invalid_item(index, item.id, f"{name}: {len(text)} characters; the limit is {limit}", item.group_id)
     try:
         sample = normalise(
             item.sample_in(),
@@ -129,12 +131,12 @@ def prepare_item(index: int, raw: Any, settings: Settings) -> PreparedItem:
             max_response_chars=settings.max_response_chars,
         )
     except ValidationError as exc:
-        return invalid_item(index, item.id, _validation_message(exc))
+        return invalid_item(index, item.id, _validation_message(exc), item.group_id)
     return PreparedItem(index, item.id, item.group_id or conversation_group(sample), sample)
 
 
 def invalid_item(index: int, item_id: str | None, error: str, group_id: str | None = None) -> PreparedItem:
-    return PreparedItem(index, item_id, group_id or f"invalid:{index}", None, error)
+    return PreparedItem(index, item_id, group_id, None, error)
 
 
 def _validation_message(exc: ValidationError) -> str:
@@ -174,7 +176,7 @@ async def score_rewards(
     scored: dict[int, ScoredItem] = {}
     batch: ScoreBatch | None = None
     if valid and profile.mode == "group":
-        groups: dict[str, list[PreparedItem]] = {}
+        groups: dict[str | None, list[PreparedItem]] = {}
         for item in valid:
             groups.setdefault(item.group_id, []).append(item)
         ordered = [item for members in groups.values() for item in members]
@@ -208,7 +210,7 @@ async def score_rewards(
     left_out = set(skipped)
     by_group: dict[str, list[float | None]] = {}
     for outcome in outcomes:
-        if outcome.index not in left_out:
+        if outcome.index not in left_out and outcome.group_id is not None:
             by_group.setdefault(outcome.group_id, []).append(outcome.reward)
     stats = [group_stats(group_id, rewards) for group_id, rewards in by_group.items()]
     return RewardBatch(outcomes, skipped, stats, _usage(outcomes, skipped, batch))

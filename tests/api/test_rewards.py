@@ -155,6 +155,8 @@ async def test_a_malformed_item_gets_status_invalid_not_a_422(
     assert ok["status"] == "ok" and openai_server.calls == 1
     assert (missing["id"], missing["status"], missing["reward"]) == ("坏的", "invalid", 0.0)
     assert "needs `completion` or `response`" in missing["error"]
+    # Invalid items without a group_id stay out of the group statistics.
+    assert missing["group_id"] is None and [g["size"] for g in resp.json()["groups"]] == [1]
     assert (
         junk["status"] == "invalid"
         and "valid dictionary" in junk["error"]

@@ -146,8 +146,16 @@ def test_a_malformed_item_is_invalid_with_a_reason(raw: object, message: str) ->
 
 
 def test_an_item_over_the_text_limit_is_invalid_and_names_the_field() -> None:
-    item = prepare_item(0, {"prompt": PATIENT, "completion": "长" * 50}, _settings(max_text_chars=40))
+    item = prepare_item(0, {"prompt": PATIENT, "completion": "长" * 50, "group_id": "g1"}, _settings(max_text_chars=40))
     assert item.sample is None and item.error == "completion: 50 characters; the limit is 40"
+    assert item.group_id == "g1"  # an invalid item that names its group still counts in that group
+
+
+def test_an_invalid_item_keeps_the_group_it_names_and_otherwise_has_none() -> None:
+    named = prepare_item(0, {"prompt": PATIENT, "group_id": "第2组"}, _settings())
+    unnamed = prepare_item(1, {"prompt": PATIENT}, _settings())
+    assert (named.sample, named.group_id) == (None, "第2组")
+    assert (unnamed.sample, unnamed.group_id) == (None, None)
 
 
 def test_limits_clip_cot_and_response_and_flag_the_item() -> None:
