@@ -107,7 +107,10 @@ class ChatRequest:
             return [str(label) for label in responses.get("required") or responses["properties"]]
         except (KeyError, TypeError, AttributeError):
             pass
-        found = _CANDIDATES_LINE.findall(_FENCE.sub("", self.prompt))
+        prompt = self.prompt
+        if "RUBRIC_CANDIDATES:" not in prompt:  # most requests: skip the fence scan
+            return []
+        found = _CANDIDATES_LINE.findall(_FENCE.sub("", prompt))
         if not found:
             return []
         return [label.strip() for label in found[-1].split(",") if label.strip()]
