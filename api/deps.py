@@ -12,7 +12,9 @@ from judge.runtime import Runtime
 from judge.settings import Settings
 
 
-def get_runtime(request: Request) -> Runtime:
+# Dependencies are async even with nothing to await: FastAPI runs a plain ``def`` dependency in its
+# thread pool, a thread hop on every request for what is an attribute read.
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -20,7 +22,7 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_settings_dep(runtime: RuntimeDep) -> Settings:
+async def get_settings_dep(runtime: RuntimeDep) -> Settings:
     return runtime.settings
 
 
