@@ -28,6 +28,7 @@ from tests.judge.test_prompts import INJECTION
 from tests.support.openai_server import (
     HTTPError,
     OpenAIServer,
+    RawBody,
     Slow,
     Text,
     Truncated,
@@ -616,3 +617,35 @@ async def test_repair_that_fixes_some_axes_reports_only_the_rest(
     assert _scores(outcome) == {"emotion_perception": 5, "medical_accuracy": 4, "safety": None}
     assert outcome.axes["safety"].status is AxisStatus.parse_error
     assert outcome.error == "axis 'safety': score 0 is not an integer from 1 to 5"
+
+
+async def test_a_malformed_200_body_is_a_judge_error_without_scores(
+    openai_server: OpenAIServer, tiny_rubric: Rubric, zh_sample: Sample
+) -> None:
+    openai_server.script(RawBody('{"choices": [ 这不是JSON'.encode()))
+    judge = OpenAIJudge(JudgeProfile(name="raw", model="m", base_url=openai_server.url, max_retries=0))
+    try:
+        outcome = await judge.score(zh_sample, tiny_rubric)
+    finally:
+        await judge.aclose()
+    assert {a.status for a in outcome.axes.values()} == {AxisStatus.judge_error}
+    assert all(a.score is None for a in outcome.axes.values())
+    assert outcome.error is not None and "invalid JSON" in outcome.error
+
+
+async def test_a_completion_missing_optional_fields_is_still_read(
+    openai_server: OpenAIServer, tiny_rubric: Rubric, zh_sample: Sample
+) -> None:
+    # Some OpenAI-compatible servers leave out "created", "object" and "usage"; strict validation fails,
+    # the lenient path still reads the answer.
+    answer = {"axes": {key: {"rationale": "理由充分", "score": 3} for key in tiny_rubric.axis_keys}}
+    body = {"id": "x", "model": "m", "choices": [
+        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": json.dumps(answer)}}
+    ]}  # fmt: skip
+    openai_server.script(RawBody(json.dumps(body).encode()))
+    judge = OpenAIJudge(JudgeProfile(name="raw", model="m", base_url=openai_server.url, max_retries=0))
+    try:
+        outcome = await judge.score(zh_sample, tiny_rubric)
+    finally:
+        await judge.aclose()
+    assert {k: a.score for k, a in outcome.axes.items()} == dict.fromkeys(tiny_rubric.axis_keys, 3)

@@ -260,7 +260,14 @@ def generation_text(request: ChatRequest, behaviour: Generation) -> str:
     )
 
 
-Behaviour = Verdict | Text | Truncated | HTTPError | Slow | Generation
+@dataclass(frozen=True)
+class RawBody:
+    """A 200 answer with exactly these bytes (malformed JSON, a completion missing fields, ...)."""
+
+    body: bytes
+
+
+Behaviour = Verdict | Text | Truncated | HTTPError | Slow | Generation | RawBody
 BehaviourSource = Behaviour | Callable[[ChatRequest], Behaviour]
 
 
@@ -585,6 +592,8 @@ class OpenAIServer:
             return await self._answer(behaviour.then, request, http_request)
         if isinstance(behaviour, HTTPError):
             return self._error(behaviour)
+        if isinstance(behaviour, RawBody):
+            return Response(behaviour.body, media_type="application/json")
         if isinstance(behaviour, Text):
             return self._completion(request, behaviour.content, behaviour.finish_reason, None)
         labels = request.candidate_labels
