@@ -28,6 +28,7 @@ from judge.prompts import group_order
 from judge.samples import Sample, content_hash
 from judge.verdicts import AxisResult, AxisStatus, GroupPlacement, JudgeOutcome, Usage, Verdict
 from judge.writer import VerdictWriter
+from rubrics.aggregation import aggregate
 from rubrics.schema import Rubric
 
 log = logging.getLogger(__name__)
@@ -293,6 +294,7 @@ class Scorer:
                 clipped=sample.clipped,
                 created_at=time.time(),
                 group=GroupPlacement(hash=plan.composition, position=position, size=len(shown)),
+                **_outcome_summary(rubric, outcome, sample),
             )
         # Written together, so the group-commit writer stores them in one transaction.
         await asyncio.gather(*(self._writer.write(verdicts[s.hash], s) for s in shown))
@@ -354,6 +356,7 @@ class Scorer:
             latency_ms=(time.perf_counter() - started) * 1000,
             clipped=sample.clipped,
             created_at=time.time(),
+            **_outcome_summary(rubric, outcome, sample),
         )
         await self._writer.write(verdict, sample)
         return verdict
@@ -373,6 +376,17 @@ class Scorer:
 def _context_hash(sample: Sample) -> str:
     """What the samples of one group call must share: the conversation and the reference."""
     return content_hash({"messages": sample.canonical()["messages"], "reference": sample.reference})
+
+
+def _outcome_summary(rubric: Rubric, outcome: JudgeOutcome, sample: Sample) -> dict[str, Any]:
+    """Reward and pass under the rubric's own policy, as stored with the verdict."""
+    agg = aggregate(
+        rubric,
+        {k: a.score for k, a in outcome.axes.items()},
+        {k: a.expected for k, a in outcome.axes.items()},
+        output_chars=len(sample.reasoning) + len(sample.response),
+    )
+    return {"reward": agg.reward, "passed": agg.passed}
 
 
 def _complete_axes(outcome: JudgeOutcome, rubric: Rubric) -> JudgeOutcome:

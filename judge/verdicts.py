@@ -114,6 +114,10 @@ class Verdict(BaseModel):
     created_at: float
     # Set for verdicts of a group-mode call (``mode: group``); None for a sample judged on its own.
     group: GroupPlacement | None = None
+    # The rubric's own aggregation (an unscored axis leaves both null), stored so that the store can be
+    # queried for what passed; a request's options (on_missing) still re-aggregate at read time.
+    reward: float | None = None
+    passed: bool | None = None
 
     @property
     def complete(self) -> bool:

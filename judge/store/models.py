@@ -125,6 +125,9 @@ class VerdictRow(Base):
     group_hash: Mapped[str | None] = mapped_column(String(HASH_LEN))
     group_position: Mapped[int | None] = mapped_column(Integer)
     group_size: Mapped[int | None] = mapped_column(Integer)
+    # The rubric's own aggregation at judging time, so that "what passed" is a query, not a recomputation.
+    reward: Mapped[float | None] = mapped_column(Float)
+    passed: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class RatingRow(Base):

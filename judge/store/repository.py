@@ -83,6 +83,8 @@ def verdict_to_row(verdict: Verdict) -> dict[str, Any]:
         "group_hash": verdict.group.hash if verdict.group is not None else None,
         "group_position": verdict.group.position if verdict.group is not None else None,
         "group_size": verdict.group.size if verdict.group is not None else None,
+        "reward": verdict.reward,
+        "passed": verdict.passed,
     }
 
 
@@ -107,6 +109,8 @@ def verdict_from_row(row: VerdictRow) -> Verdict:
         clipped=row.clipped,
         created_at=row.created_at.timestamp(),
         group=_group_placement(row),
+        reward=row.reward,
+        passed=row.passed,
     )
 
 

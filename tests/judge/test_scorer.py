@@ -19,7 +19,7 @@ from judge.store.repository import VerdictRepository
 from judge.verdicts import AxisStatus, JudgeOutcome
 from rubrics.schema import Rubric
 from tests.judge.conftest import make_sample
-from tests.support.openai_server import OpenAIServer, Slow, garbage
+from tests.support.openai_server import OpenAIServer, Slow, Verdict, garbage
 
 
 def _profile(server: OpenAIServer, **overrides: object) -> JudgeProfile:
@@ -223,3 +223,23 @@ async def test_a_broken_store_is_logged_once_and_scoring_goes_on(
     writes = [r for r in caplog.records if "verdict store (writes)" in r.getMessage()]
     assert len(lookups) == 1
     assert len(writes) == 1
+
+
+async def test_verdicts_are_stored_with_the_rubrics_reward_and_pass(
+    openai_server: OpenAIServer, tiny_rubric: Rubric, db_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    openai_server.script(Verdict(scores=5), garbage(), garbage())
+    scorer = _scorer(db_sessions)
+    profile = _profile(openai_server)
+    good = (await scorer.score(tiny_rubric, profile, [make_sample()])).items[0].verdict
+    bad = (await scorer.score(tiny_rubric, profile, [make_sample(response="请按时吃药。")])).items[0].verdict
+    await scorer.aclose()
+    assert good is not None and bad is not None
+    assert (good.reward, good.passed) == (1.0, True)
+    # Unparsable: no score, so neither a reward nor a pass decision is stored.
+    assert (bad.reward, bad.passed) == (None, None)
+    async with db_sessions() as session:
+        repo = VerdictRepository(session)
+        stored_good, stored_bad = await repo.get(good.id), await repo.get(bad.id)
+    assert stored_good is not None and (stored_good.reward, stored_good.passed) == (1.0, True)
+    assert stored_bad is not None and (stored_bad.reward, stored_bad.passed) == (None, None)
