@@ -281,8 +281,9 @@ def bench_heads(work: Path, seeds: int) -> list[dict[str, Any]]:
     table = []
     for head in ("ordinal", "regression"):
         rows = [r for r in out if r["head"] == head]
-        m = {k: statistics.mean(r[k] for r in rows) for k in names}
-        sd = {k: statistics.stdev(r[k] for r in rows) if len(rows) > 1 else 0.0 for k in names}
+        known = {k: [r[k] for r in rows if r[k] == r[k]] for k in names}  # NaN != NaN: drops "not measured"
+        m = {k: statistics.mean(v) if v else float("nan") for k, v in known.items()}
+        sd = {k: statistics.stdev(v) if len(v) > 1 else 0.0 for k, v in known.items()}
         agreement = " / ".join(f"{m[k]:.3f}±{sd[k]:.3f}" for k in ("qwk", "spearman", "mae"))
         passing = " / ".join(f"{m[k]:.3f}±{sd[k]:.3f}" for k in ("pass_f1", "ece", "brier"))
         table.append((f"{head}: QWK / Spearman / MAE", agreement, "", None))
@@ -417,18 +418,25 @@ def main() -> None:
     args = parser.parse_args()
 
     results: dict[str, Any] = {"torch": torch.__version__, "threads": torch.get_num_threads(), "at": time.time()}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"reward_model-{'gpu' if args.gpu else 'cpu'}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+
+    def save() -> None:
+        # After each part, so that a long run cut short keeps what it measured.
+        path.write_text(json.dumps(results, indent=2), encoding="utf-8")
+
     if args.gpu:
         batches = [int(b) for b in args.gpu_batches.split(",")]
         results["gpu"] = bench_gpu(batches, args.seq_len, args.iters, args.compile)
+        save()
     else:
         with tempfile.TemporaryDirectory() as tmp:
             if not args.skip_cpu:
                 results["cpu"] = bench_cpu(args.callers, args.rounds, args.repeats, Path(tmp))
+                save()
             if not args.skip_heads:
                 results["heads"] = bench_heads(Path(tmp), args.seeds)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"reward_model-{'gpu' if args.gpu else 'cpu'}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(results, indent=2), encoding="utf-8")
+                save()
     console.print(f"results: {path}")
 
 
