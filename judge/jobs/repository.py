@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, exists, func, insert, literal, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, exists, func, insert, literal, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from judge.jobs.models import JobChunkRow, JobItemRow, JobRow
@@ -277,11 +277,18 @@ class JobRepository:
         )
         return [(int(line), text or "") for line, text in await self._session.execute(stmt)]
 
-    async def heartbeat(self, owner: str, lease_s: float) -> int:
-        """Extend every lease ``owner`` holds; the number of chunks it still holds."""
+    async def heartbeat(self, owner: str, lease_s: float, chunks: Iterable[tuple[str, int]]) -> int:
+        """Extend ``owner``'s leases on ``chunks`` (those it is working on); the number it still holds."""
+        held = list(chunks)
+        if not held:
+            return 0
         result = await self._session.execute(
             update(JobChunkRow)
-            .where(JobChunkRow.owner == owner, JobChunkRow.state == "running")
+            .where(
+                JobChunkRow.owner == owner,
+                JobChunkRow.state == "running",
+                tuple_(JobChunkRow.job_id, JobChunkRow.chunk).in_(held),
+            )
             .values(lease_expires=self._later(lease_s))
         )
         await self._session.flush()

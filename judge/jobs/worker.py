@@ -61,6 +61,7 @@ class ChunkWorker:
         self._plans: OrderedDict[str, JobPlan] = OrderedDict()
         self._generators: dict[str, Generator] = {}
         self._background: list[asyncio.Task[None]] = []
+        self._held: set[tuple[str, int]] = set()
         self.chunks_done = 0
 
     async def start(self) -> None:
@@ -92,8 +93,11 @@ class ChunkWorker:
     # --- leases -----------------------------------------------------------------------------------------------
 
     async def heartbeat(self) -> None:
+        # Only chunks a task is working on now: a chunk whose task died without letting go must expire.
+        if not self._held:
+            return
         async with self.runtime.sessions() as session:
-            await JobRepository(session).heartbeat(self.owner, self.config.lease_s)
+            await JobRepository(session).heartbeat(self.owner, self.config.lease_s, set(self._held))
             await session.commit()
 
     async def reap(self) -> None:
@@ -174,6 +178,7 @@ class ChunkWorker:
             await session.commit()
         if claim is None or job is None:
             return "not claimable (done, held by a live worker, or its job stopped)"
+        self._held.add((job_id, chunk))
         try:
             async with sessions() as session:
                 items = await JobRepository(session).pending_items(claim)
@@ -195,14 +200,22 @@ class ChunkWorker:
             raise
         except Exception as exc:
             log.exception("chunk %s/%d failed (attempt %d)", job_id, chunk, claim.attempts)
-            await self._release(claim, f"{type(exc).__name__}: {exc}")
-            await self.queue.enqueue(job_id, chunk, claim.attempts, defer_s=min(60.0, 2.0**claim.attempts))
+            if await self._release(claim, f"{type(exc).__name__}: {exc}"):
+                await self.queue.enqueue(job_id, chunk, claim.attempts, defer_s=min(60.0, 2.0**claim.attempts))
             return "failed; queued again"
+        finally:
+            self._held.discard((job_id, chunk))
 
-    async def _release(self, claim: Claim, error: str) -> None:
-        async with self.runtime.sessions() as session:
-            await JobRepository(session).release(claim, self.owner, error)
-            await session.commit()
+    async def _release(self, claim: Claim, error: str) -> bool:
+        """Let go of a chunk; if even that fails (database down), its lease runs out and the reaper re-queues it."""
+        try:
+            async with self.runtime.sessions() as session:
+                released = await JobRepository(session).release(claim, self.owner, error)
+                await session.commit()
+        except Exception:
+            log.exception("could not let go of chunk %s/%d; its lease will run out", claim.job_id, claim.chunk)
+            return False
+        return released
 
     async def _give_up(self, claim: Claim, items: list[tuple[int, str]], reason: str) -> str:
         outcomes = [

@@ -87,7 +87,8 @@ async def test_heartbeats_keep_leases_and_expiry_hands_chunks_back_once(pg_sessi
     first = await tx(pg_sessions, lambda r: r.claim(job_id, 0, owner="A", task_id="a0", lease_s=0.2))
     second = await tx(pg_sessions, lambda r: r.claim(job_id, 1, owner="B", task_id="b1", lease_s=0.2))
     assert first is not None and second is not None
-    assert await tx(pg_sessions, lambda r: r.heartbeat("A", 30)) == 1
+    assert await tx(pg_sessions, lambda r: r.heartbeat("A", 30, [(job_id, 0), (job_id, 1)])) == 1  # 1 is B's
+    assert await tx(pg_sessions, lambda r: r.heartbeat("B", 30, [])) == 0  # B's task is gone: no beat
     await asyncio.sleep(0.3)
     expired, again = await asyncio.gather(
         tx(pg_sessions, lambda r: r.expire_leases()), tx(pg_sessions, lambda r: r.expire_leases())
