@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from judge.backends.factory import build_backend
 from judge.cache import VerdictCache, build_cache
 from judge.profiles import ProfileRegistry
+from judge.reward_models import RewardModelPool
 from judge.scorer import BackendFactory, Scorer
 from judge.settings import Settings
 from judge.store.database import create_engine, make_session_factory
@@ -34,6 +35,8 @@ class Runtime:
     profiles: ProfileRegistry
     scorer: Scorer
     _stack: AsyncExitStack
+    # Local reward-model engines (loaded on first use, torch imported only then); closed after the scorer.
+    reward_models: RewardModelPool
 
     @classmethod
     async def open(cls, settings: Settings, *, backend_factory: BackendFactory | None = None) -> Runtime:
@@ -47,12 +50,15 @@ class Runtime:
             rubrics = RubricRegistry(user_dir=settings.rubrics_dir)
             await _load_stored_rubrics(sessions, rubrics)
             profiles = ProfileRegistry.from_file(settings.judges_file)
-            scorer = Scorer(cache=cache, sessions=sessions, backend_factory=backend_factory or build_backend)
+            reward_models = RewardModelPool(sessions)
+            stack.push_async_callback(reward_models.aclose)
+            factory = reward_models.backend_factory(backend_factory or build_backend)
+            scorer = Scorer(cache=cache, sessions=sessions, backend_factory=factory)
             stack.push_async_callback(scorer.aclose)
         except BaseException:
             await stack.aclose()
             raise
-        return cls(settings, engine, sessions, cache, rubrics, profiles, scorer, stack)
+        return cls(settings, engine, sessions, cache, rubrics, profiles, scorer, stack, reward_models)
 
     async def aclose(self) -> None:
         await self._stack.aclose()
