@@ -11,10 +11,11 @@ from fastapi import Depends, FastAPI
 from api.auth import require_api_key
 from api.errors import install_error_handlers
 from api.metrics_middleware import RequestMetrics
-from api.routes import health, openrlhf, rewards, rubrics, score, verdicts
+from api.routes import classify, health, openrlhf, rewards, rubrics, score, verdicts
 from api.routes.agreement import router as agreement_router
 from api.routes.feedback import router as feedback_router
 from api.routes.jobs import router as jobs_router
+from api.routes.reward_models import router as reward_models_router
 from judge.jobs.service import JobsService
 from judge.runtime import Runtime
 from judge.scorer import BackendFactory
@@ -46,10 +47,13 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
     app.include_router(health.router)
     # OpenRLHF's own protocol, at the root where its clients look for it (auth handled by the route).
     app.include_router(openrlhf.router)
+    # vLLM's classification API, at the root as vLLM serves it (verl's discriminative reward-model client).
+    app.include_router(classify.router)
     v1 = [Depends(require_api_key)]
     for router in (score.router, rubrics.router, verdicts.router, rewards.router):
         app.include_router(router, prefix="/v1", dependencies=v1)
     app.include_router(agreement_router, prefix="/v1", dependencies=v1)
     app.include_router(jobs_router, prefix="/v1", dependencies=v1)
     app.include_router(feedback_router, prefix="/v1", dependencies=v1)
+    app.include_router(reward_models_router, prefix="/v1", dependencies=v1)
     return app

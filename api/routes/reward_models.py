@@ -1,0 +1,64 @@
+"""The reward-model registry: list versions, activate one, and hot-reload it into the running engine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict
+
+from api.deps import RuntimeDep, SessionDep
+from api.responses import FastJSONResponse
+from api.schemas import ERROR_RESPONSES
+from judge.reward_models import Swap
+from judge.store.repository import RewardModelRepository
+
+router = APIRouter(tags=["reward models"])
+
+
+class ActivateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int
+
+
+def _swaps(swaps: list[Swap]) -> list[dict[str, Any]]:
+    return [
+        {
+            "ref": s.ref,
+            "previous": s.previous,
+            "current": s.current,
+            "version": s.record.version if s.record is not None else None,
+        }
+        for s in swaps
+    ]
+
+
+@router.get("/reward-models", responses=ERROR_RESPONSES)
+async def list_reward_models(runtime: RuntimeDep, session: SessionDep) -> FastJSONResponse:
+    """Every registered version, and what each loaded engine serves now."""
+    records = await RewardModelRepository(session).list()
+    return FastJSONResponse(
+        {
+            "data": [r.model_dump(mode="json") for r in records],
+            "loaded": runtime.reward_models.loaded(),
+        }
+    )
+
+
+@router.post("/reward-models/{name}/activate", responses=ERROR_RESPONSES)
+async def activate_reward_model(
+    name: str, body: ActivateRequest, runtime: RuntimeDep, session: SessionDep
+) -> FastJSONResponse:
+    """Make ``name@version`` the active version and swap it into engines serving ``name`` (no restart)."""
+    record = await RewardModelRepository(session).set_active(name, body.version)
+    await session.commit()
+    swaps = await runtime.reward_models.reload(name)
+    return FastJSONResponse({"model": record.model_dump(mode="json"), "swapped": _swaps(swaps)})
+
+
+@router.post("/reward-models/{name}/reload", responses=ERROR_RESPONSES)
+async def reload_reward_model(name: str, runtime: RuntimeDep) -> FastJSONResponse:
+    """Swap the active version of ``name`` (set by ``rubric-judge rm activate``) into the engines serving it."""
+    swaps = await runtime.reward_models.reload(name)
+    return FastJSONResponse({"name": name, "swapped": _swaps(swaps)})

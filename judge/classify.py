@@ -1,0 +1,135 @@
+"""vLLM-compatible classification (``POST /classify``) over a local reward model, for verl's discriminative-RM path.
+
+Each input gets one row of ``probs``: the model's axes in its order, then the rubric's aggregate reward LAST
+(what a scalar-reward reader takes). Without activation an axis is its expected score on 1..5; with it, the
+probability that the axis passes the rubric's threshold. The reward is the rubric's aggregation of the axis
+scores either way (on [0, 1] under minmax normalisation). ``label`` is ``"pass"`` or ``"fail"`` under the
+rubric's pass policy. Activation follows vLLM's default (applied unless ``use_activation``/``activation`` is
+false). Inputs are texts already rendered with the model's chat template, or token ids.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from judge.errors import JudgeUnavailable
+from judge.runtime import Runtime
+from reward_model.data import ModelInput, TokenIds
+from rubrics.aggregation import aggregate
+from rubrics.errors import RubricJudgeError
+from rubrics.schema import Rubric
+
+REWARD_CLASS = "reward"
+
+
+class InvalidClassifyRequest(RubricJudgeError):
+    status_code = 400
+
+
+class ClassifyRequest(BaseModel):
+    """vLLM's classification request; fields it has that do not apply here (``user``, ``priority``...) are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = None
+    input: str | list[str] | list[int] | list[list[int]]
+    use_activation: bool | None = None
+    # The older vLLM name of ``use_activation``.
+    activation: bool | None = None
+
+    @property
+    def activated(self) -> bool:
+        for value in (self.use_activation, self.activation):
+            if value is not None:
+                return value
+        return True
+
+    def items(self) -> list[ModelInput]:
+        raw = self.input
+        if isinstance(raw, str):
+            return [raw]
+        if not raw:
+            raise InvalidClassifyRequest("`input` is empty", field="input")
+        if all(isinstance(x, str) for x in raw):
+            return [str(x) for x in raw]
+        if all(isinstance(x, int) for x in raw):
+            return [TokenIds(tuple(int(x) for x in raw))]  # type: ignore[arg-type]
+        return [TokenIds(tuple(ids)) for ids in raw if isinstance(ids, list)]
+
+
+def _model_ref(runtime: Runtime, requested: str | None) -> tuple[str, str, bool]:
+    """(reference to load, name to echo, whether a path is allowed): a reward_model profile, else a registered name."""
+    profiles = [p for p in runtime.profiles.all() if p.backend == "reward_model" and p.reward_model]
+    for profile in profiles:
+        if requested in (None, profile.name) and profile.reward_model is not None:
+            # Paths are fine in a profile (the operator's configuration), never straight from a request.
+            return profile.reward_model, profile.name, True
+    if requested is None:
+        raise InvalidClassifyRequest("no `model` given and no reward_model judge profile configured", field="model")
+    return requested, requested, False
+
+
+def _rubric_of(runtime: Runtime, rubric_hash: str | None, rubric_ref: str | None) -> Rubric:
+    rubric = runtime.rubrics.get_by_hash(rubric_hash) if rubric_hash else None
+    if rubric is None and rubric_ref:
+        rubric = runtime.rubrics.resolve(rubric_ref)
+    if rubric is None:
+        raise JudgeUnavailable("the reward model names no rubric this server knows", field="model")
+    return rubric
+
+
+async def classify(runtime: Runtime, body: ClassifyRequest) -> dict[str, Any]:
+    """The vLLM ``ClassificationResponse`` for ``body``."""
+    ref, name, allow_path = _model_ref(runtime, body.model)
+    items = body.items()
+    engine = await runtime.reward_models.engine(ref, allow_path=allow_path)
+    model = engine.model
+    vocab = len(model.tokenizer)
+    for item in items:
+        if isinstance(item, TokenIds) and (not item.ids or min(item.ids) < 0 or max(item.ids) >= vocab):
+            raise InvalidClassifyRequest(f"token ids must be non-empty and within 0..{vocab - 1}", field="input")
+    rubric = _rubric_of(runtime, model.rubric_hash, model.rubric_ref)
+    missing = [k for k in rubric.axis_keys if k not in model.axis_keys]
+    if missing:
+        raise JudgeUnavailable(f"the reward model has no head for axes {missing}", field="model")
+    results = await engine.score(items)
+    activated = body.activated
+    data: list[dict[str, Any]] = []
+    prompt_tokens = 0
+    for index, scores in enumerate(results):
+        expected = {k: min(5.0, max(1.0, scores.expected_of(k))) for k in scores.axis_keys}
+        levels = {k: scores.level_of(k) for k in scores.axis_keys}
+        outcome = aggregate(rubric, levels, expected)
+        if activated:
+            row = [scores.pass_probability(k, rubric.pass_policy.threshold_for(k)) for k in scores.axis_keys]
+        else:
+            row = [expected[k] for k in scores.axis_keys]
+        row.append(outcome.reward if outcome.reward is not None else float("nan"))
+        label = None if outcome.passed is None else ("pass" if outcome.passed else "fail")
+        data.append({"index": index, "object": "classification", "label": label, "probs": row, "num_classes": len(row)})
+        prompt_tokens += min(scores.n_tokens, model.max_length)
+    return {
+        "id": f"classify-{uuid.uuid4().hex}",
+        "object": "list",
+        "created": int(time.time()),
+        "model": name,
+        "data": data,
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "total_tokens": prompt_tokens,
+            "completion_tokens": 0,
+            "prompt_tokens_details": None,
+        },
+    }
+
+
+def error_body(message: str, status_code: int, param: str | None = None) -> dict[str, Any]:
+    """vLLM's error response shape."""
+    kind = {400: "BadRequestError", 401: "UnauthorizedError", 404: "NotFoundError"}.get(
+        status_code, "InternalServerError" if status_code >= 500 else "BadRequestError"
+    )
+    return {"error": {"message": message, "type": kind, "param": param, "code": status_code}}
