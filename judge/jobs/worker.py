@@ -183,7 +183,8 @@ class ChunkWorker:
             async with sessions() as session:
                 items = await JobRepository(session).pending_items(claim)
             if claim.attempts > self.config.max_attempts:
-                reason = f"chunk given up after {claim.attempts - 1} attempts; last error: {claim.error}"
+                last = claim.error or "the worker holding it stopped without a word (killed?)"
+                reason = f"chunk given up after {claim.attempts - 1} attempts; last error: {last}"
                 return await self._give_up(claim, items, reason)
             outcomes = await process_items(self.runtime, await self.plan(job), items)
             async with sessions() as session:
