@@ -18,34 +18,57 @@ def render_result(
     item: ScoredItem, rubric: Rubric, *, include_rationale: bool = True, on_missing: OnMissing = "null"
 ) -> dict[str, Any]:
     """Per-axis scores and statuses, layer scores, reward, pass/fail, failing axes, cache flag."""
-    verdict = item.verdict
     axes: dict[str, dict[str, Any]] = {}
     scores: dict[str, int | None] = {}
     expected: dict[str, float | None] = {}
-    if verdict is None:
+    verdict_id: str | None
+    error: str | None
+    raw = item.raw
+    if raw is not None:
+        # A cache hit: its JSON already has the axes' serialised shape, so no Verdict is built.
+        verdict_id, error = raw["id"], raw.get("error")
+        for key, result in raw["axes"].items():
+            out = {
+                "score": result.get("score"),
+                "expected": result.get("expected"),
+                "status": result["status"],
+                "score_method": result.get("score_method", "integer"),
+            }
+            if result.get("mass") is not None:
+                out["mass"] = result["mass"]
+            if result.get("error") is not None:
+                out["error"] = result["error"]
+            if include_rationale:
+                out["rationale"] = result.get("rationale")
+            axes[key] = out
+            scores[key] = out["score"]
+            expected[key] = out["expected"]
+    elif (verdict := item.verdict) is not None:
+        verdict_id, error = verdict.id, verdict.error
+        for key, axis in verdict.axes.items():
+            out = {
+                "score": axis.score,
+                "expected": axis.expected,
+                "status": axis.status.value,
+                "score_method": axis.score_method,
+            }
+            if axis.mass is not None:
+                out["mass"] = axis.mass
+            if axis.error is not None:
+                out["error"] = axis.error
+            if include_rationale:
+                out["rationale"] = axis.rationale
+            axes[key] = out
+            scores[key] = axis.score
+            expected[key] = axis.expected
+    else:
+        verdict_id, error = None, DEADLINE_ERROR
         for key in rubric.axis_keys:
             axes[key] = {"score": None, "expected": None, "status": AxisStatus.timeout.value, "error": DEADLINE_ERROR}
             if include_rationale:
                 axes[key]["rationale"] = None
             scores[key] = None
             expected[key] = None
-    else:
-        for key, result in verdict.axes.items():
-            out: dict[str, Any] = {
-                "score": result.score,
-                "expected": result.expected,
-                "status": result.status.value,
-                "score_method": result.score_method,
-            }
-            if result.mass is not None:
-                out["mass"] = result.mass
-            if result.error is not None:
-                out["error"] = result.error
-            if include_rationale:
-                out["rationale"] = result.rationale
-            axes[key] = out
-            scores[key] = result.score
-            expected[key] = result.expected
     sample = item.sample
     agg = aggregate(
         rubric,
@@ -54,7 +77,6 @@ def render_result(
         on_missing=on_missing,
         output_chars=len(sample.reasoning) + len(sample.response),
     )
-    error = DEADLINE_ERROR if verdict is None else verdict.error
     return {
         "id": sample.id,
         "sample_hash": sample.hash,
@@ -67,7 +89,7 @@ def render_result(
         "gated_by": agg.gated_by,
         "reason": agg.reason,
         "cached": item.cached,
-        "verdict_id": None if verdict is None else verdict.id,
+        "verdict_id": verdict_id,
         "clipped": sample.clipped,
         "error": error,
     }
