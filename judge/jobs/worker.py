@@ -276,6 +276,12 @@ def build_worker(
     )
 
 
+async def close_worker(worker: Worker) -> None:
+    """Close a worker whose run was cancelled: arq gathers its job tasks, which the cancel also cancelled."""
+    with contextlib.suppress(asyncio.CancelledError):
+        await worker.close()
+
+
 def run_worker(settings: Settings, config: WorkerConfig) -> None:
     """Serve the queue until SIGINT/SIGTERM (chunks in hand are let go for others to take)."""
     if settings.log_level.upper() != "DEBUG":
@@ -289,6 +295,6 @@ def run_worker(settings: Settings, config: WorkerConfig) -> None:
         except asyncio.CancelledError:
             pass
         finally:
-            await worker.close()
+            await close_worker(worker)
 
     asyncio.run(main())

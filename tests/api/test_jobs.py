@@ -12,7 +12,7 @@ import httpx
 import orjson
 import pytest
 
-from judge.jobs.worker import WorkerConfig, build_worker
+from judge.jobs.worker import WorkerConfig, build_worker, close_worker
 from judge.settings import Settings
 from tests.judge.jobs.conftest import marker_judge, sample_line, write_job_judges, write_jsonl
 from tests.support.openai_server import OpenAIServer
@@ -44,7 +44,7 @@ async def serve_queue(settings: Settings, until: Callable[[], Awaitable[bool]]) 
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        await worker.close()
+        await close_worker(worker)
 
 
 async def body(lines: list[bytes]) -> AsyncIterator[bytes]:

@@ -15,7 +15,7 @@ import yaml
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from judge.jobs.service import JobsService, result_states
-from judge.jobs.worker import WorkerConfig, build_worker
+from judge.jobs.worker import WorkerConfig, build_worker, close_worker
 from judge.settings import Settings
 from tests.support.openai_server import ChatRequest, OpenAIServer, Verdict
 
@@ -124,6 +124,6 @@ def run_worker(job_settings: Settings) -> RunWorker:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            await worker.close()
+            await close_worker(worker)
 
     return run

@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from judge.jobs.schemas import JobOptions, JobSpec
 from judge.jobs.service import JobsService
-from judge.jobs.worker import WorkerConfig, build_worker
+from judge.jobs.worker import WorkerConfig, build_worker, close_worker
 from judge.runtime import Runtime
 from judge.settings import Settings
 from tests.judge.jobs.conftest import RunWorker, collect_results, marker_judge, sample_line
@@ -231,7 +231,7 @@ async def test_a_chunk_that_keeps_failing_is_given_up_with_its_reason(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-                await worker.close()
+                await close_worker(worker)
             job = await service.get(job_id)
             assert job["counts"]["failed"] == 4
             records = await collect_results(service, job_id)
@@ -258,7 +258,7 @@ async def test_a_stopping_worker_lets_go_of_its_chunk_at_once(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            await worker.close()
+            await close_worker(worker)
             async with runtime.engine.connect() as conn:
                 row = (await conn.execute(text("SELECT state, owner, error FROM job_chunks"))).one()
             assert tuple(row) == ("pending", None, "worker stopped")
