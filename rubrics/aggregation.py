@@ -80,7 +80,9 @@ def aggregate(
 
 _MemoKey = tuple[str, tuple[int | None, ...], tuple[float | None, ...] | None, str, float]
 _MEMO: dict[_MemoKey, Aggregate] = {}
-_MAX_MEMO = 65_536
+# Enough for the working set of repeated RL batches (a few thousand items); each entry is ~2 KB, and a
+# long bulk job with all-distinct scores must not grow a worker (bench/README.md, issue 4).
+_MAX_MEMO = 8_192
 
 
 def _compute(

@@ -20,7 +20,7 @@ router = APIRouter(tags=["jobs"])
 JSONL_TYPES = frozenset({"application/x-ndjson", "application/jsonl", "application/json-lines", "application/x-jsonl"})
 
 
-def get_jobs(request: Request) -> JobsService:
+async def get_jobs(request: Request) -> JobsService:
     jobs: JobsService = request.app.state.jobs
     return jobs
 
