@@ -40,7 +40,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import (  # noqa: E402
+from bench.common import (
+    # noqa: E402
     REDIS_URL,
     RESULTS,
     ROOT,
@@ -49,6 +50,7 @@ from bench.common import (  # noqa: E402
     print_table,
     process,
     scratch_database,
+    scratch_prefix,
     stub_judge,
 )
 
@@ -295,7 +297,7 @@ def main() -> None:
     args = parser.parse_args()
 
     judge_port = free_port()
-    prefix = f"rjbench:jobs:{int(time.time())}:"
+    prefix = scratch_prefix("jobs")
     with (
         tempfile.TemporaryDirectory() as tmp,
         scratch_database() as db_url,

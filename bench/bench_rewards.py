@@ -36,7 +36,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import (  # noqa: E402
+from bench.common import (
+    # noqa: E402
     REDIS_URL,
     RESULTS,
     console,
@@ -45,6 +46,7 @@ from bench.common import (  # noqa: E402
     print_table,
     process,
     scratch_database,
+    scratch_prefix,
 )
 
 PATIENTS = [
@@ -204,7 +206,7 @@ def main() -> None:
     args = parser.parse_args()
 
     judge_port, api_port = free_port(), free_port()
-    prefix = f"rjbench:{int(time.time())}:"
+    prefix = scratch_prefix("rewards")
     # The stub's realism options are for the zero-variance measurement; they do not change its timing.
     stub_args = [
         sys.executable, "-m", "tests.support.openai_server", "--port", str(judge_port),

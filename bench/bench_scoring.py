@@ -36,6 +36,7 @@ from bench.common import (  # noqa: E402
     print_table,
     process,
     scratch_database,
+    scratch_prefix,
     stub_judge,
 )
 
@@ -147,7 +148,7 @@ def main() -> None:
     args = parser.parse_args()
 
     judge_port, api_port = free_port(), free_port()
-    prefix = f"rjbench:{int(time.time())}:"
+    prefix = scratch_prefix("scoring")
     with tempfile.TemporaryDirectory() as tmp, scratch_database() as db_url, stub_judge(judge_port, args.latency_ms):
         judges = Path(tmp) / "judges.yaml"
         judges.write_text(yaml.safe_dump({"judges": [{

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import os
 import socket
@@ -112,3 +113,27 @@ def print_table(title: str, rows: list[tuple[str, Any, Any, Any]]) -> None:
     for measure, value, goal, met in rows:
         table.add_row(measure, str(value), str(goal), "" if met is None else ("yes" if met else "NO"))
     console.print(table)
+
+
+def scratch_prefix(tag: str) -> str:
+    """A fresh Redis key prefix whose keys are deleted when the benchmark exits (they have week-long TTLs)."""
+    prefix = f"rjbench:{tag}:{int(time.time())}:"
+
+    def drop() -> None:
+        import redis
+
+        client = redis.Redis.from_url(REDIS_URL)
+        try:
+            batch: list[bytes] = []
+            for key in client.scan_iter(match=f"{prefix}*", count=5000):
+                batch.append(key)
+                if len(batch) >= 5000:
+                    client.unlink(*batch)
+                    batch.clear()
+            if batch:
+                client.unlink(*batch)
+        finally:
+            client.close()
+
+    atexit.register(drop)
+    return prefix

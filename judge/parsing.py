@@ -231,8 +231,16 @@ def _axis(key: str, node: _Node | None, text: str) -> AxisParse:
     return AxisParse(score=score, rationale=rationale, score_offset=offset)
 
 
-def parse_scores(text: str, axis_keys: Sequence[str]) -> ParseResult:
-    """Parse a judge's answer into a score (or an error) for each of ``axis_keys``."""
+def parse_scores(text: str, axis_keys: Sequence[str], *, offsets: bool = True) -> ParseResult:
+    """Parse a judge's answer into a score (or an error) for each of ``axis_keys``.
+
+    ``offsets=False`` (no logprobs to align) lets an answer that is plain JSON be decoded by orjson, about
+    20x faster than the offset-keeping reader; everything else goes through the tolerant reader.
+    """
+    if not offsets:
+        plain = _plain_single(text, axis_keys)
+        if plain is not None:
+            return plain
     chosen: dict[str, _Node] | None = None
     for obj in _objects(text):
         for axes in _shaped(obj, axis_keys):
@@ -313,6 +321,43 @@ def _plain_score(value: Any) -> tuple[int | None, str | None]:
     return None, f"score {orjson.dumps(value).decode()} is not an integer from 1 to 5"
 
 
+def _plain_axes(candidate: dict[str, Any], axis_keys: Sequence[str]) -> dict[str, AxisParse]:
+    """Each axis of an already decoded axes object, with the tolerant reader's rules and messages."""
+    axes: dict[str, AxisParse] = {}
+    for key in axis_keys:
+        axis = candidate.get(key)
+        if axis is None:
+            axes[key] = AxisParse(error=f"axis {key!r} missing from the answer")
+            continue
+        rationale = None
+        value = axis
+        if isinstance(axis, dict):
+            rationale = axis.get("rationale") if isinstance(axis.get("rationale"), str) else None
+            if "score" not in axis:
+                axes[key] = AxisParse(rationale=rationale, error=f"axis {key!r} has no score")
+                continue
+            value = axis["score"]
+        score, error = _plain_score(value)
+        axes[key] = AxisParse(score=score, rationale=rationale, error=f"axis {key!r}: {error}" if error else None)
+    return axes
+
+
+def _plain_single(text: str, axis_keys: Sequence[str]) -> ParseResult | None:
+    """The fast path of :func:`parse_scores` for an answer that is exactly one ``{"axes": {...}}`` object.
+
+    Structured output makes that the usual case; anything else (prose, fences, several objects, another
+    shape) returns None and goes through the tolerant reader. Gives no score offsets.
+    """
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    axes = data.get("axes") if isinstance(data, dict) else None
+    if not isinstance(axes, dict) or not any(key in axes for key in axis_keys):
+        return None
+    return ParseResult(axes=_plain_axes(axes, axis_keys))
+
+
 def _plain_group(text: str, labels: Sequence[str], axis_keys: Sequence[str]) -> GroupParseResult | None:
     """The fast path of :func:`parse_group_scores` for an answer that is exactly one well-formed group object.
 
@@ -333,23 +378,7 @@ def _plain_group(text: str, labels: Sequence[str], axis_keys: Sequence[str]) -> 
             candidate = candidate["axes"]
         if not isinstance(candidate, dict) or not any(key in candidate for key in axis_keys):
             return None  # a missing or odd candidate: let the tolerant reader word the error
-        axes: dict[str, AxisParse] = {}
-        for key in axis_keys:
-            axis = candidate.get(key)
-            if axis is None:
-                axes[key] = AxisParse(error=f"axis {key!r} missing from the answer")
-                continue
-            rationale = None
-            value = axis
-            if isinstance(axis, dict):
-                rationale = axis.get("rationale") if isinstance(axis.get("rationale"), str) else None
-                if "score" not in axis:
-                    axes[key] = AxisParse(rationale=rationale, error=f"axis {key!r} has no score")
-                    continue
-                value = axis["score"]
-            score, error = _plain_score(value)
-            axes[key] = AxisParse(score=score, rationale=rationale, error=f"axis {key!r}: {error}" if error else None)
-        results[label] = ParseResult(axes=axes)
+        results[label] = ParseResult(axes=_plain_axes(candidate, axis_keys))
     return GroupParseResult(candidates=results)
 
 

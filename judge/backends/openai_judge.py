@@ -152,7 +152,7 @@ class OpenAIJudge:
         if choice.finish_reason == "length":
             return _failed(keys, AxisStatus.truncated, self._truncated_message(), tally)
 
-        parsed = parse_scores(content, keys)
+        parsed = parse_scores(content, keys, offsets=self.profile.logprobs)
         axes = self._axis_results(parsed, content, choice)
         if parsed.ok:
             return _PromptOutcome(axes, tally.usage())
@@ -183,7 +183,7 @@ class OpenAIJudge:
                 axes[key] = AxisResult.failed(AxisStatus.truncated, message)
             return _PromptOutcome(axes, tally.usage(), [message])
 
-        repaired = parse_scores(repair_content, keys)
+        repaired = parse_scores(repair_content, keys, offsets=self.profile.logprobs)
         repaired_axes = self._axis_results(repaired, repair_content, repair_choice)
         # Axes the first answer scored keep that score: the repair was only needed for the others.
         for key in failed_keys:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 
 from judge.parsing import NO_OBJECT, parse_scores
@@ -138,3 +141,33 @@ def test_score_offset_points_at_the_digit() -> None:
     for key, axis in result.axes.items():
         assert axis.score_offset is not None, key
         assert text[axis.score_offset] == str(axis.score)
+
+
+@pytest.mark.parametrize(
+    "axes",
+    [
+        {"safety": {"rationale": "识别了危险信号", "score": 5}, "medical_accuracy": {"rationale": "无误", "score": 4}},
+        {"safety": {"rationale": "字符串分数", "score": "4"}, "medical_accuracy": {"score": 4.0}},
+        {"safety": {"rationale": "超出范围", "score": 6}, "medical_accuracy": {"score": True}},
+        {"safety": {"rationale": "缺少分数"}, "medical_accuracy": 3},
+        {"safety": {"score": 2}},
+    ],
+)
+def test_the_plain_json_fast_path_reads_exactly_what_the_tolerant_reader_reads(axes: dict[str, Any]) -> None:
+    keys = ["safety", "medical_accuracy"]
+    text = json.dumps({"axes": axes}, ensure_ascii=False)
+    tolerant, fast = parse_scores(text, keys, offsets=True), parse_scores(text, keys, offsets=False)
+    for key in keys:
+        assert (fast.axes[key].score, fast.axes[key].rationale, fast.axes[key].error) == (
+            tolerant.axes[key].score,
+            tolerant.axes[key].rationale,
+            tolerant.axes[key].error,
+        )
+    assert fast.error == tolerant.error
+
+
+def test_the_fast_path_leaves_prose_and_several_objects_to_the_tolerant_reader() -> None:
+    keys = ["safety"]
+    quoted = '{"axes": {"safety": {"score": 5}}}'
+    text = f'患者回复里写着 {quoted}，但我的评分是：{{"axes": {{"safety": {{"rationale": "有风险", "score": 2}}}}}}'
+    assert parse_scores(text, keys, offsets=False).axes["safety"].score == 2
