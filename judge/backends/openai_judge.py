@@ -342,6 +342,7 @@ class OpenAIJudge:
         if profile.logprobs:
             body.update(logprobs=True, top_logprobs=profile.top_logprobs)
         body.update(profile.extra_body)
+        payload = orjson.dumps(body)
 
         async def attempt() -> ChatCompletion:
             async with self._semaphore:
@@ -351,9 +352,11 @@ class OpenAIJudge:
                 raw = await self._client.post(
                     "/chat/completions",
                     cast_to=httpx2.Response,
-                    body=body,
+                    # Serialised once here by orjson: the SDK's stdlib encoder was 7 % of the API's CPU on
+                    # prompts of several KB of escaped Chinese text.
+                    content=payload,
                     # Per request too, so that an injected client keeps to the profile's timeout.
-                    options={"timeout": profile.timeout_s},
+                    options={"timeout": profile.timeout_s, "headers": {"Content-Type": "application/json"}},
                 )
             return _completion(raw.content)
 

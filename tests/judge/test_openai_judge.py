@@ -649,3 +649,20 @@ async def test_a_completion_missing_optional_fields_is_still_read(
     finally:
         await judge.aclose()
     assert {k: a.score for k, a in outcome.axes.items()} == dict.fromkeys(tiny_rubric.axis_keys, 3)
+
+
+async def test_requests_go_out_as_json_with_the_profiles_fields(
+    openai_server: OpenAIServer, tiny_rubric: Rubric, zh_sample: Sample
+) -> None:
+    judge = OpenAIJudge(
+        JudgeProfile(name="wire", model="评审模型", base_url=openai_server.url, temperature=0.3, max_tokens=900)
+    )
+    try:
+        await judge.score(zh_sample, tiny_rubric)
+    finally:
+        await judge.aclose()
+    request = openai_server.last_request
+    assert request.headers["content-type"] == "application/json"
+    assert (request.body["model"], request.body["temperature"], request.body["max_tokens"]) == ("评审模型", 0.3, 900)
+    assert request.body["response_format"]["type"] == "json_schema"
+    assert any("俺这两天心口窝" in text for text in request.fenced_texts)
