@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from api.app import create_app
 from judge.settings import Settings
 from tests.api.samples import sample, score_body
+from tests.support.live_server import live_server as serve_live
 from tests.support.openai_server import OpenAIServer
 
 
@@ -23,20 +20,8 @@ def live_server(pg_url: str, pg_engine: object, judges_file: Path, redis_url: st
     settings = Settings(  # type: ignore[call-arg]
         database_url=pg_url, judges_file=judges_file, redis_url=redis_url, redis_prefix=redis_prefix, _env_file=None
     )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=20)
-    assert not thread.is_alive()
+    with serve_live(create_app(settings)) as url:
+        yield url
 
 
 def test_score_through_a_real_server(live_server: str, openai_server: OpenAIServer) -> None:

@@ -15,7 +15,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from judge.adapters.client import ClientConfig, RewardServerError, is_retryable, retry_wait_s, shared_client
-from tests.judge.adapters.conftest import free_port, serve
+from tests.judge.adapters.conftest import serve
+from tests.support.live_server import free_port
 
 
 class Flaky:

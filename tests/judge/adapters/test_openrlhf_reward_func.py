@@ -13,7 +13,7 @@ import pytest
 import judge.adapters.openrlhf_reward_func as shipped
 from tests.api.samples import PATIENT_ZH, REASONING_ZH, RESPONSE_ZH
 from tests.api.test_score import PRMED_AXES
-from tests.judge.adapters.conftest import free_port
+from tests.support.live_server import free_port
 from tests.support.openai_server import OpenAIServer
 
 PROMPT = (

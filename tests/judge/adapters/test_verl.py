@@ -12,7 +12,7 @@ from judge.adapters import verl
 from judge.adapters.client import RewardServerError
 from tests.api.samples import PATIENT_ZH, REASONING_ZH, RESPONSE_ZH
 from tests.api.test_score import PRMED_AXES
-from tests.judge.adapters.conftest import free_port
+from tests.support.live_server import free_port
 from tests.support.openai_server import ChatRequest, OpenAIServer, Verdict, garbage
 
 KEYS = {"score", "judge_failed", "truncated", "passed", *PRMED_AXES}

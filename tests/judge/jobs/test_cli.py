@@ -5,17 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from api.app import create_app
 from judge.settings import Settings
@@ -27,6 +24,7 @@ from tests.judge.jobs.conftest import (
     write_job_judges,
     write_jsonl,
 )
+from tests.support.live_server import live_server
 from tests.support.openai_server import OpenAIServer
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -153,19 +151,8 @@ def test_curate_without_a_generator_profile_names_the_field(tmp_path: Path, open
 
 @pytest.fixture
 def live_api(job_settings: Settings) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(job_settings), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=20)
+    with live_server(create_app(job_settings)) as url:
+        yield url
 
 
 async def test_filter_against_a_server_and_its_workers(
