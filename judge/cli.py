@@ -14,6 +14,7 @@ from rich.table import Table
 
 from judge.cli_agreement import register as register_agreement_commands
 from judge.cli_jobs import register as register_job_commands
+from judge.cli_rewards import register as register_reward_commands
 from judge.cli_rm import register as register_rm_commands
 from judge.errors import RubricJudgeError
 from judge.settings import Settings, get_settings
@@ -169,3 +170,4 @@ def rubrics_validate(path: Annotated[Path, typer.Argument(exists=True, dir_okay=
 register_agreement_commands(app)  # ratings import, agreement, stability, positions
 register_job_commands(app)  # filter, curate, worker
 register_rm_commands(app)  # rm train, eval, list, activate
+register_reward_commands(app)  # rewards

@@ -103,3 +103,20 @@ def test_rubrics_commands(env: dict[str, str], tmp_path: Path) -> None:
     proc = run_cli("rubrics", "validate", str(broken), env=env, check=False)
     assert proc.returncode == 2
     assert "InvalidRubric" in proc.stderr
+
+
+def test_rewards_for_a_batch_of_rollouts(env: dict[str, str], tmp_path: Path) -> None:
+    samples = [json.loads(x) for x in EXAMPLES.read_text(encoding="utf-8").splitlines() if x.strip()]
+    rollouts = [{**s, "group_id": "第一组" if i < 3 else "第二组"} for i, s in enumerate(samples[:6])]
+    rollouts[0].pop("messages")  # an invalid rollout: it must not sink the batch
+    source = tmp_path / "rollouts.jsonl"
+    source.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rollouts) + "\n", encoding="utf-8")
+    out = tmp_path / "rewards.json"
+    args = ("rewards", str(source), "-o", str(out), "--rubric", "prmed-format", "--judge", "rules", "--on-failure")
+    proc = run_cli(*args, "floor", env=env)
+    body = json.loads(out.read_text(encoding="utf-8"))
+    assert [item["status"] for item in body["items"]][0] == "invalid"
+    assert body["items"][0]["reward"] == 0.0  # floor policy
+    assert all(isinstance(item["reward"], float) for item in body["items"][1:])
+    assert {g["group_id"]: g["size"] for g in body["groups"]} == {"第一组": 3, "第二组": 3}
+    assert "zero-variance groups" in proc.stdout
