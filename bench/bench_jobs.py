@@ -40,8 +40,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import (
-    # noqa: E402
+from bench.common import (  # noqa: E402
+    PATIENTS,
     REDIS_URL,
     RESULTS,
     ROOT,
@@ -53,13 +53,6 @@ from bench.common import (
     scratch_prefix,
     stub_judge,
 )
-
-PATIENTS = [
-    "俺娘这两天心口窝疼得厉害，还老是喘不上气，咋整啊",
-    "我家娃发烧三天了，39度退不下来，吃了美林也不管用，急死了",
-    "医生我最近老是头晕眼花的，一站起来就发黑，是不是贫血啊",
-    "I've had a pounding headache for three days and now my neck is stiff, should I worry?",
-]
 
 
 def write_samples(path: Path, n: int, tag: str) -> None:

@@ -29,6 +29,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
+    PATIENTS,
     REDIS_URL,
     RESULTS,
     free_port,
@@ -39,13 +40,6 @@ from bench.common import (  # noqa: E402
     scratch_prefix,
     stub_judge,
 )
-
-PATIENTS = [
-    "俺娘这两天心口窝疼得厉害，还老是喘不上气，咋整啊",
-    "我家娃发烧三天了，39度退不下来，吃了美林也不管用，急死了",
-    "医生我最近老是头晕眼花的，一站起来就发黑，是不是贫血啊",
-    "I've had a pounding headache for three days and now my neck is stiff, should I worry?",
-]
 
 
 def make_samples(n: int) -> list[dict[str, object]]:

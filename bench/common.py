@@ -25,6 +25,14 @@ PG_ADMIN = os.environ.get("RJ_BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.
 REDIS_URL = os.environ.get("RJ_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 console = Console()
 
+# Patient openings for generated benchmark samples: dialect, a worried parent, vague symptoms, and English.
+PATIENTS = [
+    "俺娘这两天心口窝疼得厉害，还老是喘不上气，咋整啊",
+    "我家娃发烧三天了，39度退不下来，吃了美林也不管用，急死了",
+    "医生我最近老是头晕眼花的，一站起来就发黑，是不是贫血啊",
+    "I've had a pounding headache for three days and now my neck is stiff, should I worry?",
+]
+
 
 def free_port() -> int:
     with socket.socket() as s:
