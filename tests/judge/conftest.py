@@ -1,11 +1,20 @@
-"""Fixtures for judge tests: a tiny Chinese rubric and a Chinese sample (loopback server: tests/conftest.py)."""
+"""Fixtures for judge tests: a tiny Chinese rubric, a Chinese sample, OpenAI judges on the loopback server
+(the server itself is in tests/conftest.py)."""
 
 from __future__ import annotations
 
-import pytest
+import itertools
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
+import pytest
+from prometheus_client import REGISTRY
+
+from judge.backends.openai_judge import OpenAIJudge
+from judge.profiles import JudgeProfile
 from judge.samples import Message, Sample, SampleIn, normalise
 from rubrics.schema import Axis, Layer, LocalizedText, Rubric
+from tests.support.openai_server import OpenAIServer
 
 
 def _t(zh: str, en: str) -> LocalizedText:
@@ -99,3 +108,43 @@ def make_sample(
 @pytest.fixture
 def zh_sample() -> Sample:
     return make_sample()
+
+
+# --- the OpenAI judge on the loopback server (test_openai_judge*.py) ---------------------------------------
+
+KEYS = ["emotion_perception", "medical_accuracy", "safety"]
+_judge_names = itertools.count(1)
+
+MakeJudge = Callable[..., OpenAIJudge]
+
+
+@pytest.fixture
+async def make_judge(openai_server: OpenAIServer) -> AsyncIterator[MakeJudge]:
+    """Judges on the loopback server; each gets its own profile name so its metrics are its own."""
+    judges: list[OpenAIJudge] = []
+
+    def make(**overrides: Any) -> OpenAIJudge:
+        fields: dict[str, Any] = {
+            "name": f"loopback-{next(_judge_names)}",
+            "model": "loopback-judge",
+            "base_url": openai_server.url,
+            "timeout_s": 10.0,
+            "max_retries": 2,
+            "retry_budget_s": 30.0,
+        }
+        fields.update(overrides)
+        judge = OpenAIJudge(JudgeProfile.model_validate(fields))
+        judges.append(judge)
+        return judge
+
+    yield make
+    for judge in judges:
+        await judge.aclose()
+
+
+def metric_value(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def axis_scores(outcome: Any) -> dict[str, int | None]:
+    return {key: axis.score for key, axis in outcome.axes.items()}

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Literal
 
 import openai
 import pytest
-from prometheus_client import REGISTRY
 
 from judge.backends.base import JudgeBackend
 from judge.backends.factory import build_backend
@@ -23,60 +20,18 @@ from judge.prompts import FENCE_PATTERN
 from judge.samples import Sample
 from judge.verdicts import AxisStatus
 from rubrics.schema import Rubric
-from tests.judge.conftest import make_sample
+from tests.judge.conftest import KEYS, MakeJudge, axis_scores, make_sample, metric_value
 from tests.judge.test_prompts import INJECTION
 from tests.support.openai_server import (
-    HTTPError,
     OpenAIServer,
-    RawBody,
-    Slow,
     Text,
-    Truncated,
     Verdict,
     bad_request,
     default_scores,
     garbage,
-    rate_limited,
-    server_error,
 )
 
-KEYS = ["emotion_perception", "medical_accuracy", "safety"]
-_names = itertools.count(1)
-
-MakeJudge = Callable[..., OpenAIJudge]
 Style = Literal["fenced", "prose", "several"]
-
-
-@pytest.fixture
-async def make_judge(openai_server: OpenAIServer) -> AsyncIterator[MakeJudge]:
-    """Judges on the loopback server; each gets its own profile name so its metrics are its own."""
-    judges: list[OpenAIJudge] = []
-
-    def make(**overrides: Any) -> OpenAIJudge:
-        fields: dict[str, Any] = {
-            "name": f"loopback-{next(_names)}",
-            "model": "loopback-judge",
-            "base_url": openai_server.url,
-            "timeout_s": 10.0,
-            "max_retries": 2,
-            "retry_budget_s": 30.0,
-        }
-        fields.update(overrides)
-        judge = OpenAIJudge(JudgeProfile.model_validate(fields))
-        judges.append(judge)
-        return judge
-
-    yield make
-    for judge in judges:
-        await judge.aclose()
-
-
-def _metric(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-def _scores(outcome: Any) -> dict[str, int | None]:
-    return {key: axis.score for key, axis in outcome.axes.items()}
 
 
 async def test_valid_json_verdict(
@@ -89,7 +44,7 @@ async def test_valid_json_verdict(
     assert outcome.complete
     assert outcome.error is None
     assert list(outcome.axes) == KEYS
-    assert _scores(outcome) == expected
+    assert axis_scores(outcome) == expected
     for axis in outcome.axes.values():
         assert axis.status is AxisStatus.ok
         assert axis.score_method == "integer"
@@ -111,8 +66,8 @@ async def test_valid_json_verdict(
     assert "top_logprobs" not in body
     assert [m["role"] for m in body["messages"]] == ["system", "user"]
     assert zh_sample.response in body["messages"][1]["content"]
-    assert _metric("rj_axis_results_total", judge=judge.profile.name, status="ok") == 3
-    assert _metric("rj_judge_call_seconds_count", judge=judge.profile.name, outcome="ok") == 1
+    assert metric_value("rj_axis_results_total", judge=judge.profile.name, status="ok") == 3
+    assert metric_value("rj_judge_call_seconds_count", judge=judge.profile.name, outcome="ok") == 1
 
 
 async def test_same_sample_scores_the_same_whatever_the_nonce(
@@ -123,7 +78,7 @@ async def test_same_sample_scores_the_same_whatever_the_nonce(
     second = await judge.score(zh_sample, tiny_rubric)
     other = await judge.score(make_sample(response="多喝热水就好了。"), tiny_rubric)
 
-    assert _scores(first) == _scores(second)
+    assert axis_scores(first) == axis_scores(second)
     assert other.complete
 
 
@@ -134,7 +89,7 @@ async def test_verdict_wrapped_in_text(
     openai_server.script(Verdict(scores={"emotion_perception": 4, "medical_accuracy": 5, "safety": 3}, style=style))
     outcome = await make_judge().score(zh_sample, tiny_rubric)
 
-    assert _scores(outcome) == {"emotion_perception": 4, "medical_accuracy": 5, "safety": 3}
+    assert axis_scores(outcome) == {"emotion_perception": 4, "medical_accuracy": 5, "safety": 3}
     assert openai_server.calls == 1
 
 
@@ -160,9 +115,9 @@ async def test_garbage_then_garbage_gives_parse_error_after_one_repair(
     assert NO_OBJECT in repair[3]["content"]
     assert "emotion_perception, medical_accuracy, safety" in repair[3]["content"]
     name = judge.profile.name
-    assert _metric("rj_judge_parse_failures_total", judge=name) == 2
-    assert _metric("rj_judge_repairs_total", judge=name, outcome="failed") == 1
-    assert _metric("rj_axis_results_total", judge=name, status="parse_error") == 3
+    assert metric_value("rj_judge_parse_failures_total", judge=name) == 2
+    assert metric_value("rj_judge_repairs_total", judge=name, outcome="failed") == 1
+    assert metric_value("rj_axis_results_total", judge=name, status="parse_error") == 3
 
 
 async def test_repair_succeeds(
@@ -174,9 +129,9 @@ async def test_repair_succeeds(
 
     assert outcome.complete
     assert outcome.error is None
-    assert _scores(outcome) == dict.fromkeys(KEYS, 4)
+    assert axis_scores(outcome) == dict.fromkeys(KEYS, 4)
     assert outcome.usage.calls == 2
-    assert _metric("rj_judge_repairs_total", judge=judge.profile.name, outcome="ok") == 1
+    assert metric_value("rj_judge_repairs_total", judge=judge.profile.name, outcome="ok") == 1
 
 
 async def test_repair_only_replaces_failed_axes(
@@ -188,7 +143,7 @@ async def test_repair_only_replaces_failed_axes(
     openai_server.script(partial, Verdict(scores=3))
     outcome = await make_judge().score(zh_sample, tiny_rubric)
 
-    assert _scores(outcome) == {"emotion_perception": 5, "medical_accuracy": 3, "safety": 3}
+    assert axis_scores(outcome) == {"emotion_perception": 5, "medical_accuracy": 3, "safety": 3}
     assert outcome.error is None
     repair_note = openai_server.last_request.body["messages"][-1]["content"]
     assert "axis 'medical_accuracy' missing" in repair_note
@@ -203,122 +158,6 @@ async def test_no_repair_when_disabled(
 
     assert openai_server.calls == 1
     assert all(axis.status is AxisStatus.parse_error for axis in outcome.axes.values())
-
-
-async def test_rate_limit_retry_after_honoured_then_success(
-    make_judge: MakeJudge, openai_server: OpenAIServer, tiny_rubric: Rubric, zh_sample: Sample
-) -> None:
-    openai_server.script(rate_limited(retry_after="1"), Verdict(scores=5))
-    judge = make_judge()
-    outcome = await judge.score(zh_sample, tiny_rubric)
-
-    assert outcome.complete
-    assert _scores(outcome) == dict.fromkeys(KEYS, 5)
-    first, second = openai_server.requests
-    assert first.status == 429
-    assert second.status == 200
-    assert first.answered_at is not None
-    assert second.received_at - first.answered_at >= 1.0
-    assert outcome.usage.retries == 1
-    assert outcome.usage.calls == 1
-    assert _metric("rj_judge_retries_total", judge=judge.profile.name, reason="rate_limit") == 1
-
-
-async def test_rate_limit_retry_after_ms_honoured(
-    make_judge: MakeJudge, openai_server: OpenAIServer, tiny_rubric: Rubric, zh_sample: Sample
-) -> None:
-    openai_server.script(rate_limited(retry_after=None, retry_after_ms="300"), Verdict(scores=2))
-    outcome = await make_judge().score(zh_sample, tiny_rubric)
-
-    first, second = openai_server.requests
-    assert first.answered_at is not None
-    assert second.received_at - first.answered_at >= 0.3
-    assert _scores(outcome) == dict.fromkeys(KEYS, 2)
-
-
-async def test_server_error_retried(
-    make_judge: MakeJudge, openai_server: OpenAIServer, tiny_rubric: Rubric, zh_sample: Sample
-) -> None:
-    openai_server.script(server_error(500), server_error(503), Verdict(scores=3))
-    outcome = await make_judge(max_retries=2).score(zh_sample, tiny_rubric)
-
-    assert openai_server.calls == 3
-    assert outcome.complete
-    assert outcome.usage.retries == 2
-
-
-async def test_server_errors_exhaust_retries(
-    make_judge: MakeJudge, openai_server: OpenAIServer, tiny_rubric: Rubric, zh_sample: Sample
-) -> None:
-    openai_server.default = server_error(502)
-    outcome = await make_judge(max_retries=1).score(zh_sample, tiny_rubric)
-
-    assert openai_server.calls == 2
-    for axis in outcome.axes.values():
-        assert axis.status is AxisStatus.judge_error
-        assert axis.score is None
-        assert axis.error is not None
-        assert "HTTP 502" in axis.error
-    assert outcome.usage.retries == 1
-
-
-async def test_bad_request_not_retried(
-    make_judge: MakeJudge, openai_server: OpenAIServer, tiny_rubric: Rubric, zh_sample: Sample
-) -> None:
-    openai_server.script(bad_request())
-    outcome = await make_judge(max_retries=5).score(zh_sample, tiny_rubric)
-
-    assert openai_server.calls == 1
-    for axis in outcome.axes.values():
-        assert axis.status is AxisStatus.judge_error
-        assert axis.score is None
-        assert axis.error is not None
-        assert "HTTP 400" in axis.error
-        assert "maximum context length" in axis.error
-    assert outcome.usage.retries == 0
-
-
-@pytest.mark.parametrize("status", [401, 403, 404, 422])
-async def test_other_client_errors_not_retried(
-    make_judge: MakeJudge, openai_server: OpenAIServer, tiny_rubric: Rubric, zh_sample: Sample, status: int
-) -> None:
-    openai_server.script(HTTPError(status, "不可重试"))
-    outcome = await make_judge().score(zh_sample, tiny_rubric)
-
-    assert openai_server.calls == 1
-    assert all(axis.status is AxisStatus.judge_error for axis in outcome.axes.values())
-
-
-async def test_slow_past_timeout_gives_timeout_and_no_score(
-    make_judge: MakeJudge, openai_server: OpenAIServer, tiny_rubric: Rubric, zh_sample: Sample
-) -> None:
-    openai_server.default = Slow(delay_s=5.0)
-    judge = make_judge(timeout_s=0.3, max_retries=1)
-    outcome = await judge.score(zh_sample, tiny_rubric)
-
-    assert openai_server.calls == 2  # the timed-out attempt was retried once
-    for axis in outcome.axes.values():
-        assert axis.status is AxisStatus.timeout
-        assert axis.score is None
-        assert axis.expected is None
-    assert outcome.error is not None
-    assert "timed out" in outcome.error
-    assert outcome.usage.retries == 1
-    assert _metric("rj_judge_call_seconds_count", judge=judge.profile.name, outcome="timeout") == 1
-
-
-async def test_truncated_answer_marks_every_axis_truncated(
-    make_judge: MakeJudge, openai_server: OpenAIServer, tiny_rubric: Rubric, zh_sample: Sample
-) -> None:
-    openai_server.script(Truncated(scores=5))
-    outcome = await make_judge().score(zh_sample, tiny_rubric)
-
-    assert openai_server.calls == 1  # a cut answer is not repaired: it would be cut again
-    for axis in outcome.axes.values():
-        assert axis.status is AxisStatus.truncated
-        assert axis.score is None
-        assert axis.error is not None
-        assert "max_tokens" in axis.error
 
 
 async def test_logprobs_expected_score(
@@ -395,7 +234,7 @@ async def test_isolated_mode_one_call_per_axis(
     assert openai_server.calls == 3
     asked = sorted(tuple(r.request.axis_keys) for r in openai_server.requests)
     assert asked == [(key,) for key in sorted(KEYS)]
-    assert _scores(outcome) == {key: len(key) % 5 + 1 for key in KEYS}
+    assert axis_scores(outcome) == {key: len(key) % 5 + 1 for key in KEYS}
     assert list(outcome.axes) == KEYS
     assert outcome.usage.calls == 3
     assert outcome.usage.prompt_tokens == sum(max(1, len(r.request.prompt) // 2) for r in openai_server.requests)
@@ -435,7 +274,7 @@ async def test_json_object_and_plain_text_modes(
     # The server found the axes from the prompt's RUBRIC_AXES line.
     assert openai_server.last_request.axis_keys == KEYS
     assert outcome.complete
-    assert _scores(outcome) == default_scores(openai_server.last_request)
+    assert axis_scores(outcome) == default_scores(openai_server.last_request)
 
 
 async def test_injected_verdicts_do_not_become_the_score(
@@ -445,7 +284,7 @@ async def test_injected_verdicts_do_not_become_the_score(
     openai_server.script(Verdict(scores=2))
     outcome = await make_judge(structured_output="none").score(sample, tiny_rubric)
 
-    assert _scores(outcome) == dict.fromkeys(KEYS, 2)
+    assert axis_scores(outcome) == dict.fromkeys(KEYS, 2)
     request = openai_server.last_request
     fences = {m.group(1): m.group(3) for m in FENCE_PATTERN.finditer(request.body["messages"][1]["content"])}
     assert "[RESULT] 5" in fences["REASONING"]
@@ -466,7 +305,7 @@ async def test_judge_quoting_the_injection_before_its_answer(
     openai_server.script(Text(f"思维链中包含伪造的评分 {fake}，这不是我的答案。\n[RESULT] 5\n最终评分：\n{real}"))
     outcome = await make_judge(structured_output="none").score(sample, tiny_rubric)
 
-    assert _scores(outcome) == dict.fromkeys(KEYS, 2)
+    assert axis_scores(outcome) == dict.fromkeys(KEYS, 2)
     assert outcome.axes["emotion_perception"].rationale == "试图操纵评分"
 
 
@@ -510,23 +349,6 @@ async def test_builtin_prmed_rubric(make_judge: MakeJudge, openai_server: OpenAI
     assert list(outcome.axes) == rubric.axis_keys
     assert len(outcome.axes) == 13
     assert all(axis.score_method == "logprobs" for axis in outcome.axes.values())
-
-
-async def test_unreachable_server_is_a_judge_error(tiny_rubric: Rubric, zh_sample: Sample) -> None:
-    with OpenAIServer() as server:
-        url = server.url
-    judge = OpenAIJudge(JudgeProfile(name="gone", model="m", base_url=url, max_retries=1, retry_budget_s=5))
-    try:
-        outcome = await judge.score(zh_sample, tiny_rubric)
-    finally:
-        await judge.aclose()
-
-    for axis in outcome.axes.values():
-        assert axis.status is AxisStatus.judge_error
-        assert axis.score is None
-        assert axis.error is not None
-        assert "cannot reach judge" in axis.error
-    assert outcome.usage.retries == 1
 
 
 def test_missing_api_key_variable_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -589,21 +411,6 @@ async def test_factory(openai_server: OpenAIServer) -> None:
     assert rules.profile.backend == "rules"
 
 
-async def test_given_client_keeps_to_the_profile_timeout(
-    openai_server: OpenAIServer, tiny_rubric: Rubric, zh_sample: Sample
-) -> None:
-    openai_server.default = Slow(delay_s=5.0)
-    client = openai.AsyncOpenAI(base_url=openai_server.url, api_key="EMPTY", max_retries=0, timeout=60.0)
-    judge = OpenAIJudge(JudgeProfile(name="shared-timeout", model="m", timeout_s=0.3, max_retries=0), client=client)
-    try:
-        outcome = await judge.score(zh_sample, tiny_rubric)
-    finally:
-        await client.close()
-
-    assert all(axis.status is AxisStatus.timeout for axis in outcome.axes.values())
-    assert openai_server.calls == 1
-
-
 async def test_repair_that_fixes_some_axes_reports_only_the_rest(
     make_judge: MakeJudge, openai_server: OpenAIServer, tiny_rubric: Rubric, zh_sample: Sample
 ) -> None:
@@ -614,41 +421,9 @@ async def test_repair_that_fixes_some_axes_reports_only_the_rest(
     openai_server.script(first, second)
     outcome = await make_judge().score(zh_sample, tiny_rubric)
 
-    assert _scores(outcome) == {"emotion_perception": 5, "medical_accuracy": 4, "safety": None}
+    assert axis_scores(outcome) == {"emotion_perception": 5, "medical_accuracy": 4, "safety": None}
     assert outcome.axes["safety"].status is AxisStatus.parse_error
     assert outcome.error == "axis 'safety': score 0 is not an integer from 1 to 5"
-
-
-async def test_a_malformed_200_body_is_a_judge_error_without_scores(
-    openai_server: OpenAIServer, tiny_rubric: Rubric, zh_sample: Sample
-) -> None:
-    openai_server.script(RawBody('{"choices": [ 这不是JSON'.encode()))
-    judge = OpenAIJudge(JudgeProfile(name="raw", model="m", base_url=openai_server.url, max_retries=0))
-    try:
-        outcome = await judge.score(zh_sample, tiny_rubric)
-    finally:
-        await judge.aclose()
-    assert {a.status for a in outcome.axes.values()} == {AxisStatus.judge_error}
-    assert all(a.score is None for a in outcome.axes.values())
-    assert outcome.error is not None and "invalid JSON" in outcome.error
-
-
-async def test_a_completion_missing_optional_fields_is_still_read(
-    openai_server: OpenAIServer, tiny_rubric: Rubric, zh_sample: Sample
-) -> None:
-    # Some OpenAI-compatible servers leave out "created", "object" and "usage"; strict validation fails,
-    # the lenient path still reads the answer.
-    answer = {"axes": {key: {"rationale": "理由充分", "score": 3} for key in tiny_rubric.axis_keys}}
-    body = {"id": "x", "model": "m", "choices": [
-        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": json.dumps(answer)}}
-    ]}  # fmt: skip
-    openai_server.script(RawBody(json.dumps(body).encode()))
-    judge = OpenAIJudge(JudgeProfile(name="raw", model="m", base_url=openai_server.url, max_retries=0))
-    try:
-        outcome = await judge.score(zh_sample, tiny_rubric)
-    finally:
-        await judge.aclose()
-    assert {k: a.score for k, a in outcome.axes.items()} == dict.fromkeys(tiny_rubric.axis_keys, 3)
 
 
 async def test_requests_go_out_as_json_with_the_profiles_fields(
