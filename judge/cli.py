@@ -74,7 +74,8 @@ def score(
     no_rationale: Annotated[bool, typer.Option("--no-rationale", help="Leave rationales out of the output.")] = False,
 ) -> None:
     """Score a JSONL file through the same Scorer as the API (no HTTP); resumable."""
-    from judge.score_file import count_lines, score_file
+    from judge.resume import count_lines
+    from judge.score_file import score_file
     from judge.service import ScoreOptions
 
     errors_path = errors or out.with_name(out.name.removesuffix(".jsonl") + ".errors.jsonl")

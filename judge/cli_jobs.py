@@ -168,9 +168,10 @@ def _progress(label: str) -> Progress:
 
 async def _local(run: _Run, settings: Settings) -> None:
     from judge.jobs.generator import Generator
-    from judge.jobs.local import count_lines, run_local, summarise_files
+    from judge.jobs.local import run_local, summarise_files
     from judge.jobs.process import JobPlan
     from judge.jobs.service import JobsService
+    from judge.resume import count_lines
     from judge.runtime import Runtime
 
     async with await Runtime.open(settings) as runtime:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from judge.errors import RubricJudgeError
 from judge.profiles import JudgeProfile
+from judge.resume import done_lines
 from judge.runtime import Runtime
 from judge.samples import Sample, SampleIn, normalise
 from judge.service import ScoreOptions, check_limits, score_samples
@@ -32,25 +33,7 @@ class FileRunStats:
     axis_failures: dict[str, int] = field(default_factory=dict)
 
 
-def done_lines(path: Path) -> set[int]:
-    """Line numbers already written to a JSONL output; a torn last line (crash mid-write) is cut off."""
-    if not path.exists():
-        return set()
-    data = path.read_bytes()
-    end = data.rfind(b"\n") + 1
-    if end < len(data):
-        with path.open("r+b") as fh:
-            fh.truncate(end)
-    done: set[int] = set()
-    for raw in data[:end].splitlines():
-        try:
-            done.add(int(orjson.loads(raw)["line"]))
-        except (ValueError, KeyError, TypeError):
-            continue
-    return done
-
-
-def read_samples(path: Path, skip: set[int]) -> Iterator[tuple[int, SampleIn | None, str | None]]:
+def read_samples(path: Path, skip: Container[int]) -> Iterator[tuple[int, SampleIn | None, str | None]]:
     """(line number, sample or None, error or None) for each non-blank line not in ``skip``."""
     with path.open("rb") as fh:
         for number, raw in enumerate(fh, start=1):
@@ -82,8 +65,8 @@ async def score_file(
 ) -> FileRunStats:
     """Score every line of ``source`` not yet in ``out``/``errors``; results keep their line numbers."""
     stats = FileRunStats()
-    skip = done_lines(out) | done_lines(errors)
-    stats.skipped = len(skip)
+    skip = done_lines([out, errors])
+    stats.skipped = skip.count
     out.parent.mkdir(parents=True, exist_ok=True)
     errors.parent.mkdir(parents=True, exist_ok=True)
     with out.open("ab") as out_fh, errors.open("ab") as err_fh:
@@ -145,8 +128,3 @@ def _count(stats: FileRunStats, result: dict[str, Any]) -> None:
         stats.unscored += 1
     for axis in result.get("failing_axes", []):
         stats.axis_failures[axis] = stats.axis_failures.get(axis, 0) + 1
-
-
-def count_lines(path: Path) -> int:
-    with path.open("rb") as fh:
-        return sum(1 for line in fh if line.strip())

@@ -9,9 +9,9 @@ import orjson
 import pytest
 
 from judge.jobs.ingest import split_lines
-from judge.jobs.local import LineSet, cut_torn_tail, done_lines, record_line
 from judge.jobs.process import check_line, invalid_outcome
 from judge.jobs.summary import Summary
+from judge.resume import LineSet, cut_torn_tail, done_lines, record_line
 from judge.settings import Settings
 
 
