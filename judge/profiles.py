@@ -50,6 +50,11 @@ class JudgeProfile(BaseModel):
     extra_body: dict[str, Any] = Field(default_factory=dict)
 
     @cached_property
+    def identity(self) -> str:
+        """Name and every field, connection fields included: one backend (one client, one pool) per identity."""
+        return f"{self.name}:{hashlib.sha256(self.model_dump_json().encode()).hexdigest()}"
+
+    @cached_property
     def hash(self) -> str:
         """Hash of everything that changes the judge's answer; secrets and connection fields excluded."""
         body = {k: v for k, v in self.model_dump(mode="json").items() if k not in CONNECTION_FIELDS}

@@ -133,7 +133,7 @@ class Scorer:
 
     def backend(self, profile: JudgeProfile) -> JudgeBackend:
         """The backend for a profile, built on first use (raises JudgeUnavailable if it cannot be)."""
-        ident = f"{profile.name}:{hashlib.sha256(profile.model_dump_json().encode()).hexdigest()}"
+        ident = profile.identity
         backend = self._backends.get(ident)
         if backend is None:
             backend = self._backend_factory(profile)
