@@ -20,11 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from judge import metrics
 from judge.backends.base import GroupJudgeBackend, JudgeBackend
+from judge.backends.openai.prompts import group_order
 from judge.cache import VerdictCache
 from judge.lookup import StoreLookup
 from judge.outage import OutageLog
 from judge.profiles import JudgeProfile
-from judge.prompts import group_order
 from judge.samples import Sample, content_hash
 from judge.verdicts import AxisResult, AxisStatus, GroupPlacement, JudgeOutcome, Usage, Verdict
 from judge.writer import VerdictWriter

@@ -16,7 +16,7 @@ def build_backend(profile: JudgeProfile, **kwargs: Any) -> JudgeBackend:
     reward model (unavailable without one); the rules judge takes none.
     """
     if profile.backend == "openai":
-        from judge.backends.openai_judge import OpenAIJudge
+        from judge.backends.openai.judge import OpenAIJudge
 
         return OpenAIJudge(profile, **kwargs)
     if profile.backend == "rules":

@@ -15,10 +15,10 @@ from typing import Any
 import openai
 from openai.types.chat import ChatCompletion
 
+from judge.backends.openai.prompts import fence, new_nonce
+from judge.backends.openai.retry import make_retrying
 from judge.errors import JudgeUnavailable
 from judge.profiles import JudgeProfile
-from judge.prompts import fence, new_nonce
-from judge.retry import make_retrying
 from judge.samples import Message, split_completion
 from judge.verdicts import Usage
 from rubrics.schema import Language

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from judge.backends.openai_judge import OpenAIJudge
+from judge.backends.openai.judge import OpenAIJudge
 from judge.profiles import JudgeProfile
 from judge.samples import Message, Sample, SampleIn, normalise
 from rubrics.schema import Axis, Layer, LocalizedText, Rubric

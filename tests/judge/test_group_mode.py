@@ -14,11 +14,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from judge.backends.factory import build_backend
-from judge.backends.openai_judge import OpenAIJudge
-from judge.cache import MemoryCache
-from judge.parsing import NO_GROUP_OBJECT, parse_group_scores
-from judge.profiles import JudgeProfile
-from judge.prompts import (
+from judge.backends.openai.judge import OpenAIJudge
+from judge.backends.openai.parsing import NO_GROUP_OBJECT, parse_group_scores
+from judge.backends.openai.prompts import (
     AXES_LINE_PREFIX,
     CANDIDATES_LINE_PREFIX,
     FENCE_PATTERN,
@@ -27,6 +25,8 @@ from judge.prompts import (
     group_response_format,
     render_group_prompt,
 )
+from judge.cache import MemoryCache
+from judge.profiles import JudgeProfile
 from judge.samples import Sample
 from judge.scorer import Scorer, group_cache_key, group_composition
 from judge.store.repository import VerdictRepository

@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 import pytest
 
-from judge.backends.openai_judge import OpenAIJudge
+from judge.backends.openai.judge import OpenAIJudge
+from judge.backends.openai.prompts import FENCE_PATTERN, render_group_prompt, render_prompt
 from judge.profiles import JudgeProfile
-from judge.prompts import FENCE_PATTERN, render_group_prompt, render_prompt
 from judge.samples import Sample
 from judge.verdicts import AxisStatus, JudgeOutcome
 from rubrics.schema import Rubric

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import orjson
 
-# Deliberately not imported from judge.prompts: the server reads prompts as a third party would.
+# Deliberately not imported from judge.backends.openai.prompts: the server reads prompts as a third party would.
 _AXES_LINE = re.compile(r"^RUBRIC_AXES:[ \t]*(.*)$", re.MULTILINE)
 _CANDIDATES_LINE = re.compile(r"^RUBRIC_CANDIDATES:[ \t]*(.*)$", re.MULTILINE)
 # Fences of the judged turn; the others (conversation, reference) are context shared by a group's candidates.

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.api.conftest import write_judges
-from tests.judge.test_cli import EXAMPLES, read_jsonl, run_cli
+from tests.judge.cli.test_app import EXAMPLES, read_jsonl, run_cli
 from tests.support.openai_server import ChatRequest, OpenAIServer, Verdict, default_scores
 
 PNG = b"\x89PNG\r\n\x1a\n"

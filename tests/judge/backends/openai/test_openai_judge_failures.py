@@ -11,7 +11,7 @@ import json
 import openai
 import pytest
 
-from judge.backends.openai_judge import OpenAIJudge
+from judge.backends.openai.judge import OpenAIJudge
 from judge.profiles import JudgeProfile
 from judge.samples import Sample
 from judge.verdicts import AxisStatus

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from judge.parsing import NO_OBJECT, parse_scores
+from judge.backends.openai.parsing import NO_OBJECT, parse_scores
 
 KEYS = ["emotion_perception", "medical_accuracy", "safety"]
 VALID = (

@@ -1,6 +1,6 @@
 """Expected scores from the judge's token log-probabilities.
 
-The score of axis k is the digit after ``"score":`` in that axis's object; :mod:`judge.parsing` gives its
+The score of axis k is the digit after ``"score":`` in that axis's object; :mod:`.parsing` gives its
 character offset in the answer. Here that offset is mapped onto the returned tokens (by their bytes when
 the server gives them, else by their text), and the score token's top alternatives "1".."5" give
 ``E = Σ k·p(k) / Σ p(k)`` and ``mass = Σ p(k)``.
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from openai.types.chat import ChatCompletionTokenLogprob
 
-from judge.parsing import ParseResult
+from judge.backends.openai.parsing import ParseResult
 
 _DIGITS = {"1": 1, "2": 2, "3": 3, "4": 4, "5": 5}
 

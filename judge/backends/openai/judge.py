@@ -22,12 +22,9 @@ from openai.types.chat import (
 from openai.types.chat.chat_completion import Choice
 from pydantic import ValidationError
 
-from judge.errors import JudgeUnavailable
-from judge.logprobs import score_distributions
-from judge.metrics import AXIS_STATUS, JUDGE_CALL_LATENCY, PARSE_FAILURES, REPAIRS
-from judge.parsing import ParseResult, parse_group_scores, parse_scores
-from judge.profiles import JudgeProfile
-from judge.prompts import (
+from judge.backends.openai.logprobs import score_distributions
+from judge.backends.openai.parsing import ParseResult, parse_group_scores, parse_scores
+from judge.backends.openai.prompts import (
     RenderedGroupPrompt,
     RenderedPrompt,
     group_repair_instruction,
@@ -38,7 +35,10 @@ from judge.prompts import (
     repair_instruction,
     response_format,
 )
-from judge.retry import make_retrying
+from judge.backends.openai.retry import make_retrying
+from judge.errors import JudgeUnavailable
+from judge.metrics import AXIS_STATUS, JUDGE_CALL_LATENCY, PARSE_FAILURES, REPAIRS
+from judge.profiles import JudgeProfile
 from judge.samples import Sample
 from judge.verdicts import AxisResult, AxisStatus, JudgeOutcome, Usage
 from rubrics.schema import Rubric
@@ -100,7 +100,7 @@ class OpenAIJudge:
                 base_url=profile.base_url,
                 api_key=_api_key(profile),
                 timeout=profile.timeout_s,
-                # Retries are tenacity's alone (judge.retry), so they are counted and bounded in one place.
+                # Retries are tenacity's alone (.retry), so they are counted and bounded in one place.
                 max_retries=0,
                 # aiohttp rather than httpx: httpcore's pool scans every connection on each request,
                 # which dominated the CPU profile at judge concurrency 64 (see bench/README.md).

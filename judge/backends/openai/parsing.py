@@ -3,7 +3,7 @@
 Accepts plain JSON, JSON in a Markdown fence, JSON with prose before or after it, and answers with several
 JSON objects (the last one of the expected shape wins). A score must be an integer 1..5 (``4``, ``4.0`` or
 ``"4"``); anything else is an error for that axis, never clamped. Character offsets of each score are kept
-so that :mod:`judge.logprobs` can find the score token.
+so that :mod:`judge.backends.openai.logprobs` can find the score token.
 """
 
 from __future__ import annotations

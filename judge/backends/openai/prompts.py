@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from judge.backends.openai.prompt_text import GROUP_TEXT, TEXT
 from judge.profiles import JudgeProfile
-from judge.prompt_text import GROUP_TEXT, TEXT
 from judge.samples import Sample
 from rubrics.schema import Axis, Language, Rubric
 

@@ -13,7 +13,7 @@ import pytest
 from tests.api.conftest import write_judges
 from tests.support.openai_server import OpenAIServer
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = ROOT / "examples" / "samples.jsonl"
 
 

@@ -12,10 +12,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from judge.cli_agreement import register as register_agreement_commands
-from judge.cli_jobs import register as register_job_commands
-from judge.cli_rewards import register as register_reward_commands
-from judge.cli_rm import register as register_rm_commands
+from judge.cli.agreement import register as register_agreement_commands
+from judge.cli.jobs import register as register_job_commands
+from judge.cli.rewards import register as register_reward_commands
+from judge.cli.rm import register as register_rm_commands
 from judge.errors import RubricJudgeError
 from judge.settings import Settings, get_settings
 

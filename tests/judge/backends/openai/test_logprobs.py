@@ -8,8 +8,8 @@ import pytest
 from openai.types.chat import ChatCompletionTokenLogprob
 from openai.types.chat.chat_completion_token_logprob import TopLogprob
 
-from judge.logprobs import distribution, locate_token, score_distributions
-from judge.parsing import parse_scores
+from judge.backends.openai.logprobs import distribution, locate_token, score_distributions
+from judge.backends.openai.parsing import parse_scores
 
 KEYS = ["emotion_perception", "safety"]
 

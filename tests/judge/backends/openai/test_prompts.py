@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from judge.profiles import JudgeProfile
-from judge.prompts import (
+from judge.backends.openai.prompts import (
     AXES_LINE_PREFIX,
     FENCE_PATTERN,
     answer_template,
@@ -20,6 +19,7 @@ from judge.prompts import (
     repair_instruction,
     response_format,
 )
+from judge.profiles import JudgeProfile
 from rubrics.schema import Rubric
 from tests.judge.conftest import make_sample
 
@@ -208,7 +208,7 @@ def test_repair_instruction_names_error_and_axes() -> None:
 
 
 def test_builtin_prmed_rubric_renders_all_axes() -> None:
-    path = Path(__file__).resolve().parents[2] / "rubrics" / "builtin" / "prmed-1.yaml"
+    path = Path(__file__).resolve().parents[4] / "rubrics" / "builtin" / "prmed-1.yaml"
     if not path.exists():
         pytest.skip("prmed-1.yaml not present")
     from rubrics.loader import load_rubric_file

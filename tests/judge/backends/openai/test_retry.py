@@ -10,8 +10,8 @@ import pytest
 from prometheus_client import REGISTRY
 from tenacity import RetryCallState, wait_fixed
 
+from judge.backends.openai.retry import is_retryable, make_retrying, retry_after_seconds, retry_reason, wait_retry_after
 from judge.profiles import JudgeProfile
-from judge.retry import is_retryable, make_retrying, retry_after_seconds, retry_reason, wait_retry_after
 
 _REQUEST = httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions")
 

@@ -12,16 +12,16 @@ import pytest
 
 from judge.backends.base import JudgeBackend
 from judge.backends.factory import build_backend
-from judge.backends.openai_judge import OpenAIJudge
+from judge.backends.openai.judge import OpenAIJudge
+from judge.backends.openai.parsing import NO_OBJECT
+from judge.backends.openai.prompts import FENCE_PATTERN
 from judge.errors import JudgeUnavailable
-from judge.parsing import NO_OBJECT
 from judge.profiles import JudgeProfile
-from judge.prompts import FENCE_PATTERN
 from judge.samples import Sample
 from judge.verdicts import AxisStatus
 from rubrics.schema import Rubric
+from tests.judge.backends.openai.test_prompts import INJECTION
 from tests.judge.conftest import KEYS, MakeJudge, axis_scores, make_sample, metric_value
-from tests.judge.test_prompts import INJECTION
 from tests.support.openai_server import (
     OpenAIServer,
     Text,
@@ -337,7 +337,7 @@ async def test_concurrency_is_capped_per_backend(
 
 
 async def test_builtin_prmed_rubric(make_judge: MakeJudge, openai_server: OpenAIServer, zh_sample: Sample) -> None:
-    path = Path(__file__).resolve().parents[2] / "rubrics" / "builtin" / "prmed-1.yaml"
+    path = Path(__file__).resolve().parents[4] / "rubrics" / "builtin" / "prmed-1.yaml"
     if not path.exists():
         pytest.skip("prmed-1.yaml not present")
     from rubrics.loader import load_rubric_file
