@@ -16,6 +16,8 @@ from api.routes.agreement import router as agreement_router
 from api.routes.feedback import router as feedback_router
 from api.routes.jobs import router as jobs_router
 from api.routes.reward_models import router as reward_models_router
+from api.routes.studies import router as studies_router
+from api.ui.routes import install as install_workbench
 from judge.jobs.service import JobsService
 from judge.runtime import Runtime
 from judge.scorer import BackendFactory
@@ -59,4 +61,7 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
     app.include_router(jobs_router, prefix="/v1", dependencies=v1)
     app.include_router(feedback_router, prefix="/v1", dependencies=v1)
     app.include_router(reward_models_router, prefix="/v1", dependencies=v1)
+    app.include_router(studies_router, prefix="/v1", dependencies=v1)
+    # The raters' workbench: raters authenticate with their own token, not an API key.
+    install_workbench(app)
     return app
