@@ -96,7 +96,9 @@ async def test_state_changing_calls_need_the_token_header(client: httpx.AsyncCli
     assert query.status_code == 401
     partial = await client.post("/ui/api/items/1/submit", json={"scores": {"safety": 3}}, headers={TOKEN_HEADER: token})
     assert partial.status_code == 422 and partial.json()["error"]["field"].startswith("scores.")
-    out_of_range = await client.put("/ui/api/items/1/draft", json={"scores": {"safety": 6}}, headers={TOKEN_HEADER: token})
+    out_of_range = await client.put(
+        "/ui/api/items/1/draft", json={"scores": {"safety": 6}}, headers={TOKEN_HEADER: token}
+    )
     assert out_of_range.status_code == 422 and out_of_range.json()["error"]["field"] == "scores.safety"
     beyond = await client.get("/ui/api/items/99", headers={TOKEN_HEADER: token})
     assert beyond.status_code == 404
@@ -132,7 +134,7 @@ async def test_page_renders_model_text_inert_with_a_strict_policy(client: httpx.
     assert page.headers["referrer-policy"] == "no-referrer"
     assert page.headers["cache-control"] == "no-store"
     html = page.text
-    assert "<script>window.__pwned" not in html and "onerror=\"window" not in html
+    assert "<script>window.__pwned" not in html and 'onerror="window' not in html
     assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in html or "&lt;img src=x onerror=" in html
     assert not re.search(r"<a [^>]*href=\"javascript:", html)
     # The only scripts are the page's own file and its JSON config; no external asset at all.
@@ -192,4 +194,6 @@ async def test_admin_routes_need_the_api_key_and_rater_calls_do_not(make_client:
         draft = await client.put("/ui/api/items/1/draft", json={"scores": {"safety": 2}}, headers={TOKEN_HEADER: token})
         assert draft.status_code == 200 and draft.json()["draft"]["scores"] == {"safety": 2}
         # A rater token is no API key.
-        assert (await client.get("/v1/studies/胸痛研究", headers={"Authorization": f"Bearer {token}"})).status_code == 401
+        assert (
+            await client.get("/v1/studies/胸痛研究", headers={"Authorization": f"Bearer {token}"})
+        ).status_code == 401

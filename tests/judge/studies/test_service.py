@@ -124,7 +124,9 @@ async def test_submit_writes_human_ratings_idempotently_and_corrections_replace_
 ) -> None:
     created = await _create(db_sessions, prmed)
     zhang = await _ctx(db_sessions, created.raters[0].token)
-    body = ItemSubmit(scores=all_scores(prmed, 3), comments={"safety": "  未提示120  ", "completeness": " "}, elapsed=42)
+    body = ItemSubmit(
+        scores=all_scores(prmed, 3), comments={"safety": "  未提示120  ", "completeness": " "}, elapsed=42
+    )
     async with db_sessions() as session:
         first = await service.submit(session, zhang, prmed, 1, body)
         await session.commit()
@@ -280,7 +282,9 @@ async def test_blind_study_reveals_nothing(db_sessions: async_sessionmaker[Async
             await service.judge_scores(session, zhang, await service.get_item(session, zhang, 1))
 
 
-async def test_agreement_reads_study_ratings_at_once(db_sessions: async_sessionmaker[AsyncSession], prmed: Rubric) -> None:
+async def test_agreement_reads_study_ratings_at_once(
+    db_sessions: async_sessionmaker[AsyncSession], prmed: Rubric
+) -> None:
     created = await _create(db_sessions, prmed, n=6)
     zhang = await _ctx(db_sessions, created.raters[0].token)
     li = await _ctx(db_sessions, created.raters[1].token)
