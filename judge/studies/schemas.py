@@ -39,17 +39,24 @@ def human_rater(name: str) -> str:
     return f"human:{name}"
 
 
-class StudyCreate(BaseModel):
+class StudySpec(BaseModel):
+    """A study as the CLI gives it (samples come from a file)."""
+
     model_config = ConfigDict(extra="forbid")
 
     name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f/]+$")]
     rubric: Annotated[str, Field(min_length=1, max_length=200)] = "prmed"
     raters: Annotated[list[RaterName], Field(min_length=2, max_length=200)]
     per_sample: Annotated[int, Field(ge=2, le=200)] = 2
-    samples: Annotated[list[SampleIn], Field(min_length=1)]
     # Reveal the judges' scores on an item once the rater has submitted it (blind otherwise).
     calibration: bool = False
     seed: Annotated[int, Field(ge=0)] = 0
+
+
+class StudyCreate(StudySpec):
+    """``POST /v1/studies``: the study and its samples."""
+
+    samples: Annotated[list[SampleIn], Field(min_length=1)]
 
 
 class RaterLink(BaseModel):

@@ -49,8 +49,8 @@ from judge.studies.schemas import (
     Progress,
     RaterLink,
     RaterProgress,
-    StudyCreate,
     StudyCreated,
+    StudySpec,
     StudyStatus,
     human_rater,
 )
@@ -123,7 +123,7 @@ def plan(n_samples: int, n_raters: int, per_sample: int, seed: int) -> list[list
 
 
 async def create_study(
-    session: AsyncSession, rubric: Rubric, request: StudyCreate, samples: Sequence[Sample], *, base_url: str
+    session: AsyncSession, rubric: Rubric, request: StudySpec, samples: Sequence[Sample], *, base_url: str
 ) -> StudyCreated:
     """Store the study, its samples, raters and assignments; the raters' links (tokens) are returned once."""
     repo = StudyRepository(session)

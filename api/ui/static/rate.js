@@ -84,6 +84,7 @@
         const res = await send(op);
         if (!res.ok && res.retry) {
           setSave("offline");
+          if (state.busy) flash(T.offline);
           clearTimeout(retryTimer);
           retryTimer = setTimeout(flush, backoff);
           backoff = Math.min(backoff * 2, 15000);
@@ -210,6 +211,7 @@
     state.busy = false;
     $("#submit").disabled = false;
     if (!res.ok) return;
+    flash("");
     if (cfg.calibration && res.data.reveal) { showReveal(res.data); return; }
     goTo(res.data.next_position);
   }
