@@ -10,6 +10,8 @@ served with a Content-Security-Policy that allows only this service's own script
 from __future__ import annotations
 
 import hashlib
+import logging
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -318,8 +320,23 @@ async def judges(position: int, session: SessionDep, x_rater_token: TokenHeader 
     return FastJSONResponse([j.model_dump(mode="json") for j in found])
 
 
+_LINK_TOKEN = re.compile(r"(/ui/r/)[^/?\s]+")
+
+
+class RedactRaterLinks(logging.Filter):
+    """Access logs show ``/ui/r/***`` instead of a rater's token (the path of a personal link is a secret)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_LINK_TOKEN.sub(r"\1***", arg) if isinstance(arg, str) else arg for arg in record.args)
+        return True
+
+
 def install(app: FastAPI) -> None:
     """Mount the workbench: its pages, its calls and its static files (no API key: raters use their token)."""
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactRaterLinks) for f in access.filters):
+        access.addFilter(RedactRaterLinks())
     app.include_router(pages)
     app.include_router(api)
     app.mount("/ui/static", StaticFiles(directory=str(STATIC)), name="ui-static")

@@ -54,6 +54,7 @@ from judge.studies.schemas import (
     StudyStatus,
     human_rater,
 )
+from rubrics.errors import RubricNotFound
 from rubrics.registry import RubricRegistry
 from rubrics.schema import Rubric
 
@@ -200,8 +201,8 @@ async def require_study(session: AsyncSession, name: str, *, for_update: bool = 
 async def study_rubric(session: AsyncSession, registry: RubricRegistry, study: StudyRow) -> Rubric:
     """The exact rubric the study was created with (by content hash)."""
     try:
-        rubric = registry.resolve(study.rubric_ref)
-    except Exception:  # a rubric removed from the registry since: the stored copy still answers
+        rubric: Rubric | None = registry.resolve(study.rubric_ref)
+    except RubricNotFound:  # a rubric removed from the registry since: the stored copy still answers
         rubric = None
     if rubric is None or rubric.content_hash != study.rubric_hash:
         rubric = await RubricRepository(session).get_by_hash(study.rubric_hash)

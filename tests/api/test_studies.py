@@ -144,8 +144,10 @@ async def test_page_renders_model_text_inert_with_a_strict_policy(client: httpx.
     ]
     assert "http://" not in html.replace("http://rj.test", "") and "https://" not in html
     assert 'lang="zh-CN"' in html and "患者对话" in html and "情绪感知" in html
+    assert "Enter 提交" in html and "built-in method" not in html
     english = await client.get(f"/ui/r/{token}?lang=en")
-    assert 'lang="en"' in english.text and "Patient dialogue" in english.text
+    assert 'lang="en"' in english.text and "Patient dialogue" in english.text and "Enter submit" in english.text
+    assert english.cookies.get("rj_lang") == "en"  # the choice sticks for the next items
     script = await client.get("/ui/static/rate.js")
     assert script.status_code == 200 and "javascript" in script.headers["content-type"]
     assert "innerHTML" not in script.text.replace("never innerHTML", "")
@@ -197,3 +199,23 @@ async def test_admin_routes_need_the_api_key_and_rater_calls_do_not(make_client:
         assert (
             await client.get("/v1/studies/胸痛研究", headers={"Authorization": f"Bearer {token}"})
         ).status_code == 401
+
+
+def test_both_languages_have_every_string() -> None:
+    from api.ui.i18n import STRINGS
+
+    assert set(STRINGS["zh"]) == set(STRINGS["en"])
+    assert not set(STRINGS["zh"]) & set(dir({}))  # Jinja's t.<name> would find the dict's method instead
+
+
+def test_access_logs_do_not_show_rater_tokens() -> None:
+    import logging
+
+    from api.ui.routes import RedactRaterLinks
+
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", "/ui/r/SeCrEt-Token_123?i=2", "1.1", 200), None,
+    )  # fmt: skip
+    assert RedactRaterLinks().filter(record)
+    assert "SeCrEt" not in record.getMessage() and "/ui/r/***?i=2" in record.getMessage()
