@@ -60,6 +60,7 @@ STRINGS: dict[Lang, dict[str, str]] = {
         "skipped_list": "已跳过的条目",
         "report": "一致性报告（实时）",
         "report_locked": "为保证盲评，完成您的全部条目后才能查看一致性报告（还剩 {pending} 条）。",
+        "report_locked_short": "完成您的全部条目后开放（盲评）",
         "report_empty": "暂无足够的评分生成报告。",
         "back": "返回评分",
         "bad_link_title": "链接无效",
@@ -124,6 +125,7 @@ STRINGS: dict[Lang, dict[str, str]] = {
         "report": "Agreement report (live)",
         "report_locked": "To keep the rating blind, the agreement report opens once your own items are done "
         "({pending} to go).",
+        "report_locked_short": "Opens once your own items are done (blind rating)",
         "report_empty": "Not enough ratings for a report yet.",
         "back": "Back to rating",
         "bad_link_title": "Link not valid",

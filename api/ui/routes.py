@@ -88,8 +88,10 @@ def _render(
     return response
 
 
-def _message(request: Request, lang: Lang, title: str, body: str, *, status: int) -> HTMLResponse:
-    return _render(request, "message.html", lang, {"title": title, "body": body}, status=status)
+def _message(
+    request: Request, lang: Lang, title: str, body: str, *, status: int, back: str | None = None
+) -> HTMLResponse:
+    return _render(request, "message.html", lang, {"title": title, "body": body, "back": back}, status=status)
 
 
 def _axes(rubric: Rubric, lang: Lang) -> list[dict[str, Any]]:
@@ -239,12 +241,12 @@ async def rater_report(
     progress = await service.progress(session, ctx)
     if not service.report_open(ctx, progress):
         body = t["report_locked"].format(pending=progress.pending)
-        return _message(request, chosen, t["report"], body, status=403)
+        return _message(request, chosen, t["report"], body, status=403, back=f"/ui/r/{token}")
     rubric = await service.study_rubric(session, runtime.rubrics, ctx.study)
     try:
         report = await study_report(runtime.sessions, rubric, ctx.study, n_boot=runtime.settings.agreement_n_boot)
     except (NotEnoughRatings, RaterNotFound):
-        return _message(request, chosen, t["report"], t["report_empty"], status=200)
+        return _message(request, chosen, t["report"], t["report_empty"], status=200, back=f"/ui/r/{token}")
     return HTMLResponse(report_html(report), headers=REPORT_HEADERS)
 
 
