@@ -15,7 +15,7 @@ from judge.service import check_limits
 from judge.settings import Settings
 from judge.studies import service
 from judge.studies.report import report_html, study_report
-from judge.studies.schemas import RaterLink, StudyCreate, StudyCreated, StudyStatus
+from judge.studies.schemas import ItemRecord, RaterLink, StudyCreate, StudyCreated, StudyStatus
 
 router = APIRouter(prefix="/studies", tags=["studies"])
 
@@ -52,6 +52,12 @@ async def list_studies(session: SessionDep) -> FastJSONResponse:
 async def study_status(name: str, session: SessionDep) -> FastJSONResponse:
     """Progress per rater: assigned, done, skipped, pending, median seconds per item, last activity."""
     return FastJSONResponse((await service.study_status(session, name)).model_dump(mode="json"))
+
+
+@router.get("/{name}/items", response_model=list[ItemRecord], responses=ERROR_RESPONSES)
+async def study_items(name: str, session: SessionDep) -> FastJSONResponse:
+    """Every assignment: rater, sample, state, scores, per-axis comments, skip reason, seconds spent, times."""
+    return FastJSONResponse([r.model_dump(mode="json") for r in await service.export_items(session, name)])
 
 
 @router.post("/{name}/close", response_model=StudyStatus, responses=ERROR_RESPONSES)

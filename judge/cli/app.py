@@ -173,4 +173,4 @@ register_agreement_commands(app)  # ratings import, agreement, stability, positi
 register_job_commands(app)  # filter, curate, worker
 register_rm_commands(app)  # rm train, eval, list, activate
 register_reward_commands(app)  # rewards
-register_study_commands(app)  # study create, status, close, link, list
+register_study_commands(app)  # study create, status, export, close, link, list

@@ -1,4 +1,4 @@
-"""``rubric-judge study``: rating studies from a terminal (create, status, close, renew a link, list).
+"""``rubric-judge study``: rating studies from a terminal (create, status, export, close, renew a link, list).
 
 Registered on the main ``rubric-judge`` app by :func:`register`. The commands go through the same service as
 ``/v1/studies``; the raters rate in the browser, at the links ``study create`` prints.
@@ -174,6 +174,25 @@ def status(name: Annotated[str, typer.Argument(help="The study's name.")]) -> No
         f"{get_settings().study_public_url or LOCAL_URL}/v1/studies/{name}/report · "
         "lost link: rubric-judge study link NAME RATER"
     )
+
+
+@study_app.command("export")
+def export(
+    name: Annotated[str, typer.Argument(help="The study's name.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="JSONL, one assignment a line.")],
+) -> None:
+    """Every assignment with its scores, comments, skip reason, seconds spent and times, as JSONL."""
+    from judge.studies import service
+    from judge.studies.schemas import ItemRecord
+
+    async def work(settings: Settings, session: AsyncSession) -> list[ItemRecord]:
+        return await service.export_items(session, name)
+
+    records = _run(work)
+    with out.open("wb") as fh:
+        for record in records:
+            fh.write(orjson.dumps(record.model_dump(mode="json")) + b"\n")
+    console.print(f"{len(records)} assignments of {name} -> {out}")
 
 
 @study_app.command("close")

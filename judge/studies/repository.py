@@ -138,6 +138,16 @@ class StudyRepository:
             out.setdefault(rater_id, []).append(float(seconds))
         return out
 
+    async def items_with_raters(self, study_id: str) -> list[tuple[StudyItemRow, str]]:
+        """Every assignment of the study with its rater's name, by rater and position."""
+        stmt = (
+            select(StudyItemRow, StudyRaterRow.name)
+            .join(StudyRaterRow, StudyRaterRow.id == StudyItemRow.rater_id)
+            .where(StudyItemRow.study_id == study_id)
+            .order_by(StudyRaterRow.id, StudyItemRow.position)
+        )
+        return [(row[0], row[1]) for row in await self._session.execute(stmt)]
+
     async def sample_hashes(self, study_id: str) -> list[str]:
         stmt = select(StudyItemRow.sample_hash).where(StudyItemRow.study_id == study_id).distinct()
         return sorted(await self._session.scalars(stmt))

@@ -168,3 +168,21 @@ class ActionResult(BaseModel):
     progress: Progress
     next_position: int | None  # the next item still to rate, if any
     reveal: list[JudgeScores] | None = None  # calibration mode only
+
+
+class ItemRecord(BaseModel):
+    """One assignment as exported: who rated what, how, when and how long (``study export``)."""
+
+    study: str
+    rater: str
+    position: int
+    sample_id: str | None
+    sample_hash: str
+    state: ItemState
+    scores: dict[str, int]
+    comments: dict[str, str]
+    skip_reason: str | None
+    seconds_spent: float
+    opened_at: datetime | None
+    first_submitted_at: datetime | None
+    submitted_at: datetime | None

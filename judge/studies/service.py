@@ -43,6 +43,7 @@ from judge.studies.schemas import (
     ActionResult,
     ItemDraft,
     ItemOut,
+    ItemRecord,
     ItemSkip,
     ItemSubmit,
     JudgeScores,
@@ -275,6 +276,29 @@ async def renew_link(session: AsyncSession, name: str, rater_name: str, *, base_
     return RaterLink(
         name=rater.name, rater=human_rater(rater.name), assigned=total, token=token, link=rater_link(base_url, token)
     )
+
+
+async def export_items(session: AsyncSession, name: str) -> list[ItemRecord]:
+    """Every assignment with its scores, comments, skip reason, times: what the ratings table does not hold."""
+    study = await require_study(session, name)
+    return [
+        ItemRecord(
+            study=study.name,
+            rater=human_rater(rater),
+            position=item.position,
+            sample_id=item.sample_id,
+            sample_hash=item.sample_hash,
+            state=item_out(item).state,
+            scores=dict(item.scores or {}),
+            comments=dict(item.comments or {}),
+            skip_reason=item.skip_reason,
+            seconds_spent=item.seconds_spent,
+            opened_at=item.opened_at,
+            first_submitted_at=item.first_submitted_at,
+            submitted_at=item.submitted_at,
+        )
+        for item, rater in await StudyRepository(session).items_with_raters(study.id)
+    ]
 
 
 async def report_raters(session: AsyncSession, study: StudyRow) -> list[str]:

@@ -68,6 +68,16 @@ async def test_create_answers_links_and_status_shows_progress(client: httpx.Asyn
     zhang = next(r for r in status["raters"] if r["name"] == "张医生")
     assert (zhang["done"], zhang["pending"], zhang["seconds_median"]) == (1, 3, 20.0)
     assert "token" not in str(status)  # tokens are never shown again
+    skipped = await client.post(
+        "/ui/api/items/2/skip", json={"reason": "超出我的专业范围"}, headers={TOKEN_HEADER: token}
+    )
+    assert skipped.status_code == 200
+    items = (await client.get("/v1/studies/胸痛研究/items")).json()
+    assert len(items) == 12
+    mine = {i["position"]: i for i in items if i["rater"] == "human:张医生"}
+    assert mine[1]["state"] == "done" and mine[1]["scores"] == scores() and mine[1]["seconds_spent"] == 20
+    assert mine[2]["state"] == "skipped" and mine[2]["skip_reason"] == "超出我的专业范围"
+    assert mine[1]["sample_id"].startswith("样本-") and mine[1]["first_submitted_at"] is not None
 
 
 async def test_bad_bodies_name_the_field(client: httpx.AsyncClient) -> None:

@@ -59,6 +59,13 @@ def test_create_status_link_close(env: dict[str, str], tmp_path: Path) -> None: 
     assert hashlib.sha256(new_token.encode()).hexdigest() in hashes
     assert hashlib.sha256(tokens[1].encode()).hexdigest() not in hashes
 
+    exported = tmp_path / "items.jsonl"
+    run_cli("study", "export", "胃痛研究", "-o", str(exported), env=env)
+    records = [json.loads(line) for line in exported.read_text(encoding="utf-8").splitlines()]
+    assert len(records) == 12 and {r["state"] for r in records} == {"pending"}
+    assert {r["rater"] for r in records} == {"human:张医生", "human:李医生", "human:王医生"}
+    assert {r["sample_id"] for r in records} == {f"样本-{i}" for i in range(6)}
+
     closed = run_cli("study", "close", "胃痛研究", env=env)
     assert "closed" in closed.stdout
     listed = run_cli("study", "list", env=env)
