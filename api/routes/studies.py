@@ -26,12 +26,13 @@ def base_url(settings: Settings, request: Request) -> str:
 
 
 @router.post("", status_code=201, response_model=StudyCreated, responses=ERROR_RESPONSES)
-async def create_study(request: Request, runtime: RuntimeDep, session: SessionDep) -> FastJSONResponse:
+async def create_study(
+    body: StudyCreate, request: Request, runtime: RuntimeDep, session: SessionDep
+) -> FastJSONResponse:
     """Create a study: each sample gets ``per_sample`` raters, every pair of raters shares samples.
 
     The answer carries each rater's personal link; it is shown only here (tokens are stored hashed).
     """
-    body = StudyCreate.model_validate_json(await request.body())
     check_limits(runtime.settings, body.samples)
     rubric = runtime.rubrics.resolve(body.rubric)
     samples = [normalise(sample) for sample in body.samples]

@@ -157,6 +157,10 @@ async def rating_page(
     # What the page starts from: the unsubmitted changes if there are any, else what was submitted.
     scores = out.draft.scores if out.draft is not None else out.scores
     comments = out.draft.comments if out.draft is not None else out.comments
+    # A rated item changed since its submission: the statistics still read the submitted scores, so say so.
+    unsubmitted = out.state == "done" and (
+        scores != out.scores or {k: v.strip() for k, v in comments.items() if v.strip()} != out.comments
+    )
     config = {
         "token": token,
         "study": ctx.study.id,
@@ -174,7 +178,10 @@ async def rating_page(
         "page": f"/ui/r/{token}",
         "api": "/ui/api",
         "lang": chosen,
-        "t": {k: t[k] for k in ("saved", "saving", "offline", "unsaved_local", "failed", "missing", "reveal_you")},
+        "t": {
+            k: t[k]
+            for k in ("saved", "saving", "offline", "unsaved_local", "failed", "missing", "reveal_you", "unsubmitted")
+        },
         "axis_titles": {a.key: getattr(a.title, chosen) for a in rubric.axes},
     }
     return _render(
@@ -196,6 +203,7 @@ async def rating_page(
             "config": config,
             "page": f"/ui/r/{token}",
             "report_open": service.report_open(ctx, progress),
+            "unsubmitted": unsubmitted,
         },
         set_lang=lang is not None,
     )
@@ -278,11 +286,10 @@ async def get_item(position: int, session: SessionDep, x_rater_token: TokenHeade
 
 @api.put("/items/{position}/draft", response_model=ItemOut, responses=ERROR_RESPONSES)
 async def save_draft(
-    position: int, request: Request, runtime: RuntimeDep, session: SessionDep, x_rater_token: TokenHeader = None
+    position: int, body: ItemDraft, runtime: RuntimeDep, session: SessionDep, x_rater_token: TokenHeader = None
 ) -> FastJSONResponse:
     """Autosave partial scores and comments (idempotent: the same body twice leaves the same state)."""
     ctx = await _rater(session, x_rater_token)
-    body = ItemDraft.model_validate_json(await request.body())
     rubric = await service.study_rubric(session, runtime.rubrics, ctx.study)
     out = await service.save_draft(session, ctx, rubric, position, body)
     await session.commit()
@@ -291,11 +298,10 @@ async def save_draft(
 
 @api.post("/items/{position}/submit", response_model=ActionResult, responses=ERROR_RESPONSES)
 async def submit(
-    position: int, request: Request, runtime: RuntimeDep, session: SessionDep, x_rater_token: TokenHeader = None
+    position: int, body: ItemSubmit, runtime: RuntimeDep, session: SessionDep, x_rater_token: TokenHeader = None
 ) -> FastJSONResponse:
     """Rate every axis; resubmitting replaces the rating (idempotent per sample, rater, axis and run)."""
     ctx = await _rater(session, x_rater_token)
-    body = ItemSubmit.model_validate_json(await request.body())
     rubric = await service.study_rubric(session, runtime.rubrics, ctx.study)
     result = await service.submit(session, ctx, rubric, position, body)
     await session.commit()
@@ -304,10 +310,9 @@ async def submit(
 
 @api.post("/items/{position}/skip", response_model=ActionResult, responses=ERROR_RESPONSES)
 async def skip(
-    position: int, request: Request, session: SessionDep, x_rater_token: TokenHeader = None
+    position: int, body: ItemSkip, session: SessionDep, x_rater_token: TokenHeader = None
 ) -> FastJSONResponse:
     ctx = await _rater(session, x_rater_token)
-    body = ItemSkip.model_validate_json(await request.body())
     result = await service.skip(session, ctx, position, body)
     await session.commit()
     return FastJSONResponse(result.model_dump(mode="json"))

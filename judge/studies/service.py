@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from judge.agreement.ratings import Rating
@@ -99,7 +100,10 @@ class RaterContext:
 
 def unique_samples(samples: Sequence[Sample]) -> list[Sample]:
     """One sample per content hash, in input order (a sample is assigned once however often it appears)."""
-    return list({sample.hash: sample for sample in reversed(samples)}.values())[::-1]
+    first: dict[str, Sample] = {}
+    for sample in samples:
+        first.setdefault(sample.hash, sample)
+    return list(first.values())
 
 
 def plan(n_samples: int, n_raters: int, per_sample: int, seed: int) -> list[list[int]]:
@@ -148,7 +152,10 @@ async def create_study(
         state="open",
         seed=request.seed,
     )
-    await repo.add_study(study)
+    try:
+        await repo.add_study(study)
+    except IntegrityError:  # created meanwhile under the same name by another request
+        raise StudyExists(f"a study named {request.name!r} exists", field="name") from None
     links: list[RaterLink] = []
     items: list[dict[str, object]] = []
     for index, order in enumerate(rater_orders(design, len(request.raters), seed=request.seed)):

@@ -229,3 +229,17 @@ def test_access_logs_do_not_show_rater_tokens() -> None:
     )  # fmt: skip
     assert RedactRaterLinks().filter(record)
     assert "SeCrEt" not in record.getMessage() and "/ui/r/***?i=2" in record.getMessage()
+
+
+async def test_a_rated_item_changed_but_not_resubmitted_says_so(client: httpx.AsyncClient) -> None:
+    created = await _create(client)
+    token = _token(created, "张医生")
+    headers = {TOKEN_HEADER: token}
+    await client.post("/ui/api/items/1/submit", json={"scores": scores(4)}, headers=headers)
+    page = await client.get(f"/ui/r/{token}?i=1")
+    assert "有未提交的修改" not in page.text
+    await client.put("/ui/api/items/1/draft", json={"scores": {**scores(4), "safety": 1}}, headers=headers)
+    page = await client.get(f"/ui/r/{token}?i=1")
+    assert "有未提交的修改" in page.text
+    item = (await client.get("/ui/api/items/1", headers=headers)).json()
+    assert item["scores"]["safety"] == 4 and item["draft"]["scores"]["safety"] == 1  # the rating is unchanged

@@ -18,6 +18,7 @@
     focus: 0,
     elapsed: cfg.elapsed || 0,
     busy: false,
+    dirty: false, // changed on this visit: leaving saves a draft
   };
   const $ = (sel, root) => (root || document).querySelector(sel);
   const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
@@ -109,6 +110,8 @@
   let draftTimer = null;
   function autosave() {
     if (readOnly) return;
+    state.dirty = true;
+    if (cfg.state === "done") flash(T.unsubmitted);
     enqueue("draft", POS, draftBody()); // on this computer at once
     clearTimeout(draftTimer);
     draftTimer = setTimeout(flush, 500); // on the server shortly after
@@ -187,7 +190,7 @@
     window.location.href = cfg.page + (position ? "?i=" + position : "");
   }
   async function leaveTo(position) {
-    if (!readOnly) {
+    if (!readOnly && state.dirty) {
       enqueue("draft", POS, draftBody());
       await Promise.race([flush(), new Promise((r) => setTimeout(r, 2000))]);
     }

@@ -89,9 +89,10 @@ async def test_same_content_twice_is_assigned_once(
     db_sessions: async_sessionmaker[AsyncSession], prmed: Rubric
 ) -> None:
     created = await _create(
-        db_sessions, prmed, raters=["甲", "乙"], samples=[study_sample(0), study_sample(0), study_sample(1)]
+        db_sessions, prmed, raters=["甲", "乙"], samples=[study_sample(0), study_sample(1), study_sample(0)]
     )
     assert created.samples == 2 and created.duplicates == 1
+    assert [s.id for s in service.unique_samples(samples(3)[::-1] + samples(3))] == ["样本-2", "样本-1", "样本-0"]
 
 
 async def test_a_token_reaches_only_its_own_items(db_sessions: async_sessionmaker[AsyncSession], prmed: Rubric) -> None:
