@@ -276,6 +276,8 @@
 
   // --- keyboard ---------------------------------------------------------------------------------------------
   document.addEventListener("keydown", (e) => {
+    // A Chinese input method is composing: Enter picks a candidate, Esc cancels it; none of them is ours.
+    if (e.isComposing || e.keyCode === 229) return;
     const dialog = $("dialog[open]");
     if (dialog) return dialogKeys(dialog, e);
     const target = e.target;
@@ -284,7 +286,7 @@
       else if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { target.blur(); e.preventDefault(); submit(); }
       return;
     }
-    if (e.ctrlKey || e.metaKey || e.altKey || e.isComposing) return;
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
     const key = e.key;
     let handled = true;
     if (/^[1-5]$/.test(key)) setScore(state.focus, Number(key));
@@ -314,7 +316,8 @@
         if (e.key === "4") $("#skip-other").focus();
       } else if (e.key === "Enter" && !e.shiftKey) {
         e.preventDefault();
-        confirmSkip();
+        if (e.target && e.target.id === "skip-cancel") dialog.close();
+        else confirmSkip();
       }
     }
   }
