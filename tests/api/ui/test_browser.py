@@ -264,3 +264,10 @@ async def test_skip_with_a_reason_and_calibration_reveal(
     await page.click("ul.skipped a")
     await page.wait_for_url("**/ui/r/*?i=1")
     await expect(page.locator(".badge.skipped")).to_contain_text("超出我的专业范围")
+    # English on request, and the choice sticks.
+    await page.goto(links["张医生"] + "?i=2&lang=en")
+    await expect(page.locator("html[lang='en']")).to_have_count(1)
+    await expect(page.locator(".badge.done")).to_contain_text("Rated")
+    await page.goto(links["张医生"] + "?i=1")
+    await expect(page.locator("#response").locator("xpath=preceding-sibling::h2[1]")).to_have_text("Response")
+    await page.screenshot(path=str(shots / "7-english.png"))
