@@ -7,7 +7,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from judge.simulator.episodes import EpisodeConfig, episode_reward, run_episode, simulate_file, summarise
+from judge.simulator.episode_rewards import episode_reward
+from judge.simulator.episodes import EpisodeConfig, run_episode, simulate_file, summarise
 from judge.simulator.schemas import PatientCase
 from judge.simulator.service import SimulatorService
 from tests.support.openai_server import ChatRequest, OpenAIServer, Patient, Text, Verdict
