@@ -105,7 +105,8 @@ def simulate_command(
     no_rationale: Annotated[bool, typer.Option("--no-rationale", help="Leave judge rationales out.")] = False,
 ) -> None:
     """Offline episodes: policy -> simulator -> policy …, each policy turn judged in context; resumable."""
-    from judge.simulator.episodes import REWARD_POLICIES, EpisodeConfig, simulate_file
+    from judge.simulator.episode_rewards import REWARD_POLICIES
+    from judge.simulator.episodes import EpisodeConfig, simulate_file
     from judge.simulator.service import SimulatorService
 
     if reward_policy not in REWARD_POLICIES:
