@@ -4,40 +4,24 @@ simulator and judge are the loopback server; the patient's tokens are masked out
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from api.app import create_app
 from judge.adapters.trl import patient_rollout
-from judge.settings import Settings
-from tests.judge.adapters.conftest import serve
+from tests.judge.adapters.patient_fixtures import patient_server  # noqa: F401 - a fixture
 from tests.support.openai_server import OpenAIServer
-from tests.support.simulator_cases import CASE_RELATIVE_ZH, CASE_ZH, write_simulator_judges
+from tests.support.simulator_cases import CASE_RELATIVE_ZH, CASE_ZH
 
 pytest.importorskip("trl")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 
-@pytest.fixture
-def patient_server(
-    pg_url: str, pg_engine: object, redis_url: str, redis_prefix: str, tmp_path: Path, openai_server: OpenAIServer
-) -> Iterator[str]:
-    settings = Settings(
-        database_url=pg_url,
-        judges_file=write_simulator_judges(tmp_path / "judges.yaml", openai_server),
-        redis_url=redis_url,
-        redis_prefix=redis_prefix,
-        reward_judge="loop",
-        _env_file=None,  # type: ignore[call-arg]
-    )
-    yield from serve(create_app(settings))
-
-
 def test_grpo_trains_two_steps_with_the_patient_simulator(
-    patient_server: str, openai_server: OpenAIServer, tmp_path: Path
+    patient_server: str,  # noqa: F811
+    openai_server: OpenAIServer,
+    tmp_path: Path,
 ) -> None:
     import torch
     from datasets import Dataset
