@@ -40,6 +40,15 @@ def test_perturb_and_gradient(env: dict[str, str], tmp_path: Path, openai_server
         "perturb", "--simulator", "patient", "--text", "我胸口疼了三天。", "--types", "vague,dialectal", env=env
     )
     assert "哎呀" in proc.stdout and "vague" in proc.stdout
+    messages = tmp_path / "messages.jsonl"
+    messages.write_text(
+        json.dumps({"id": "m1", "text": "孩子发烧两天，最高39度。"}, ensure_ascii=False) + "\n{坏行\n", encoding="utf-8"
+    )
+    rewrites = tmp_path / "rewrites.jsonl"
+    run_cli("perturb", str(messages), "--simulator", "patient", "--levels", "mild,heavy", "-o", str(rewrites), env=env)
+    good, bad = read_jsonl(rewrites)
+    assert good["id"] == "m1" and [r["level"] for r in good["rewrites"]] == ["mild", "heavy"]  # type: ignore[union-attr]
+    assert all("39度" in r["text"] for r in good["rewrites"]) and bad["line"] == 2 and "error" in bad  # type: ignore[union-attr]
     source = tmp_path / "cases.jsonl"
     source.write_text(
         "\n".join(json.dumps({**CASE_ZH, "id": f"c{i}", "opening": f"病例{i}：胸口疼"}) for i in range(4)) + "\n",
