@@ -160,7 +160,10 @@ class SimulatorService:
             found = (await self.runtime.cache.get_many([key])).get(key)
             if found is not None:
                 stored = orjson.loads(found)
-                return SimulatedTurn(**{**stored, "cached": True, "calls": 0})
+                # Usage counts what this request cost: nothing.
+                return SimulatedTurn(
+                    **{**stored, "cached": True, "calls": 0, "prompt_tokens": 0, "completion_tokens": 0}
+                )
         rendered = render_simulator(case, messages)
         answer = await self.models.get(profile).complete(rendered.messages(), seed=seed, json_output=True)
         parsed = parse_patient_turn(answer.content)

@@ -147,6 +147,7 @@ async def test_turns_are_cached_by_profile_case_dialogue_and_seed(
     first = (await client.post("/v1/simulate", json=request())).json()
     again = (await client.post("/v1/simulate", json=request())).json()
     assert again["message"] == first["message"] and again["usage"]["cached"] is True and again["usage"]["calls"] == 0
+    assert first["usage"]["prompt_tokens"] > 0 and again["usage"]["prompt_tokens"] == 0
     assert openai_server.calls == 1
     # The doctor's CoT is not what the patient hears: a different CoT hits the same entry.
     other_cot = dialogue(DOCTOR_ZH.replace("需要排除冠心病", "考虑心绞痛"))
