@@ -18,10 +18,12 @@ from api.routes.jobs import router as jobs_router
 from api.routes.reward_models import router as reward_models_router
 from api.routes.studies import router as studies_router
 from api.ui.routes import install as install_workbench
+from api.routes.simulate import router as simulate_router
 from judge.jobs.service import JobsService
 from judge.runtime import Runtime
 from judge.scorer import BackendFactory
 from judge.settings import Settings, get_settings
+from judge.simulator.service import SimulatorService
 
 
 def create_app(settings: Settings | None = None, *, backend_factory: BackendFactory | None = None) -> FastAPI:
@@ -32,6 +34,7 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
         runtime = await Runtime.open(settings or get_settings(), backend_factory=backend_factory)
         app.state.runtime = runtime
         app.state.jobs = JobsService(runtime)
+        app.state.simulator = SimulatorService(runtime)
         # Everything loaded so far (libraries, rubrics, clients) lives as long as the process. Freezing
         # it keeps the collector's full passes from rescanning it: without this, a cached 128-item batch
         # took ~130 ms instead of ~5 ms once every dozen requests (bench/README.md).
@@ -43,6 +46,7 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
         try:
             yield
         finally:
+            await app.state.simulator.aclose()
             await app.state.jobs.aclose()
             await runtime.aclose()
 
@@ -64,4 +68,5 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
     app.include_router(studies_router, prefix="/v1", dependencies=v1)
     # The raters' workbench: raters authenticate with their own token, not an API key.
     install_workbench(app)
+    app.include_router(simulate_router, prefix="/v1", dependencies=v1)
     return app

@@ -62,10 +62,42 @@ class JudgeProfile(BaseModel):
         return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
+class ChatProfile(BaseModel):
+    """An OpenAI-compatible chat model that is not a judge: a patient simulator or a policy being evaluated.
+
+    Listed in the judges file under ``simulators:`` or ``policies:``, with their own sampling and concurrency.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$", max_length=100)]
+    model: Annotated[str, Field(min_length=1)]
+    base_url: str | None = None
+    api_key_env: str | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] = 0.7
+    max_tokens: Annotated[int, Field(ge=16)] = 1024
+    # Ask for a JSON object (simulators answer JSON); "none" for servers without ``response_format``.
+    structured_output: Literal["json_object", "none"] = "json_object"
+    concurrency: Annotated[int, Field(ge=1, le=4096)] = 16
+    timeout_s: Annotated[float, Field(gt=0)] = 120.0
+    max_retries: Annotated[int, Field(ge=0, le=20)] = 3
+    retry_budget_s: Annotated[float, Field(gt=0)] = 120.0
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+
+    @cached_property
+    def hash(self) -> str:
+        """Hash of everything that changes what the model says; connection fields and secrets excluded."""
+        body = {k: v for k, v in self.model_dump(mode="json").items() if k not in CONNECTION_FIELDS}
+        return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
 class JudgesFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     judges: list[JudgeProfile]
+    # Patient simulators and policies (judge.simulator); a judges file without them is as before.
+    simulators: list[ChatProfile] = Field(default_factory=list)
+    policies: list[ChatProfile] = Field(default_factory=list)
 
 
 # Always available: the deterministic, offline structure judge.

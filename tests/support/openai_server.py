@@ -52,6 +52,8 @@ from tests.support.judge_answers import (  # noqa: F401 - re-exported: tests imp
     ChatRequest,
     Generation,
     HTTPError,
+    Patient,
+    Perturbed,
     RawBody,
     RecordedCall,
     ScoreSpec,
@@ -68,6 +70,8 @@ from tests.support.judge_answers import (  # noqa: F401 - re-exported: tests imp
     generation_text,
     group_verdict_pieces,
     logprob_tokens,
+    patient_text,
+    perturbed_text,
     rate_limited,
     resolve_group_scores,
     resolve_scores,
@@ -245,6 +249,15 @@ class OpenAIServer:
             return Response(behaviour.body, media_type="application/json")
         if isinstance(behaviour, Text):
             return self._completion(request, behaviour.content, behaviour.finish_reason, None)
+        # Simulator and perturber requests (judge.simulator) get a patient's answer whatever the default verdict.
+        if isinstance(behaviour, Verdict) and request.is_simulator:
+            behaviour = Patient()
+        elif isinstance(behaviour, Verdict) and request.is_perturber:
+            behaviour = Perturbed()
+        if isinstance(behaviour, Patient):
+            return self._completion(request, patient_text(request, behaviour), "stop", None)
+        if isinstance(behaviour, Perturbed):
+            return self._completion(request, perturbed_text(request), "stop", None)
         labels = request.candidate_labels
         # A request that asks for no axes is not a judge call: a verdict makes no sense there, a draft does.
         if isinstance(behaviour, Verdict) and not labels and not request.axis_keys:
