@@ -21,6 +21,8 @@ _CANDIDATES_LINE = re.compile(r"^RUBRIC_CANDIDATES:[ \t]*(.*)$", re.MULTILINE)
 _JUDGED_FENCES = ("REASONING", "RESPONSE")
 _FENCE = re.compile(r"<<<([A-Z_]+)_([0-9a-f]{8,})>>>\n(.*?)\n<<<END_\1_\2>>>", re.DOTALL)
 _TOKEN_CHUNK = 4
+# How a prompt asks for brief rationales (the answer template's placeholder), in either prompt language.
+_BRIEF_PLACEHOLDERS = ("<不超过20字的理由>", "<at most 12 words>")
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,27 @@ class ChatRequest:
             return [text for _, text in self.fenced]
         own = {f"{name}_{candidate}" for name in _JUDGED_FENCES}
         return [text for label, text in self.fenced if label in own or not label.startswith(_JUDGED_FENCES)]
+
+    @property
+    def rationale_mode(self) -> str:
+        """What the request asks the judge to write before each score: ``full``, ``brief`` or ``none``.
+
+        From the response_format schema (an axis that is a bare integer: none), else from the prompt's answer
+        template, read as a third party would.
+        """
+        try:
+            schema = self.body["response_format"]["json_schema"]["schema"]["properties"]
+            holder = schema.get("axes") or next(iter(schema["responses"]["properties"].values()))
+            first = next(iter(holder["properties"].values()))
+            if first.get("type") == "integer":
+                return "none"
+        except (KeyError, TypeError, AttributeError, StopIteration):
+            outside = _FENCE.sub("", self.prompt)
+            keys = self.axis_keys
+            if keys and f'"{keys[0]}": <1-5>' in outside:
+                return "none"
+        outside = _FENCE.sub("", self.prompt)
+        return "brief" if any(p in outside for p in _BRIEF_PLACEHOLDERS) else "full"
 
     @property
     def wants_logprobs(self) -> bool:
@@ -306,7 +329,9 @@ def resolve_group_scores(
     return scores
 
 
-def group_verdict_pieces(scores: Mapping[str, Mapping[str, int]], rationale: str) -> list[tuple[str, Tag | None]]:
+def group_verdict_pieces(
+    scores: Mapping[str, Mapping[str, int]], rationale: str | None
+) -> list[tuple[str, Tag | None]]:
     """A group verdict as pieces; a piece tagged (label, axis) is that candidate's score digit for that axis."""
     pieces: list[tuple[str, Tag | None]] = [('{"responses": {', None)]
     for i, (label, axes) in enumerate(scores.items()):
@@ -318,11 +343,18 @@ def group_verdict_pieces(scores: Mapping[str, Mapping[str, int]], rationale: str
     return pieces
 
 
-def verdict_pieces(scores: Mapping[str, int], rationale: str) -> list[tuple[str, str | None]]:
-    """The verdict JSON as pieces; a piece tagged with an axis key is that axis's score digit."""
+def verdict_pieces(scores: Mapping[str, int], rationale: str | None) -> list[tuple[str, str | None]]:
+    """The verdict JSON as pieces; a piece tagged with an axis key is that axis's score digit.
+
+    ``rationale=None``: bare scores (``{"axes": {"safety": 4}}``), as asked by ``rationale: none``.
+    """
     pieces: list[tuple[str, str | None]] = [('{"axes": {', None)]
     for i, (key, score) in enumerate(scores.items()):
         head = ", " if i else ""
+        if rationale is None:
+            pieces.append((f"{head}{_dumps(key)}: ", None))
+            pieces.append((str(score), key))
+            continue
         pieces.append((f'{head}{_dumps(key)}: {{"rationale": {_dumps(rationale)}, "score": ', None))
         pieces.append((str(score), key))
         pieces.append(("}", None))
