@@ -124,6 +124,10 @@ class PrefixCache:
             self._blocks.clear()
 
 
+# What a Prometheus (prometheus-eval) absolute grading prompt asks for: a feedback, then "[RESULT] n".
+_PROMETHEUS_MARKERS = ("[RESULT]", "Score Rubrics")
+
+
 def _cache_text(request: ChatRequest) -> str:
     """The prompt as a chat template lays it out (roles and contents in order): what a prefix cache sees."""
     return "".join(f"<|{m.get('role')}|>{m.get('content') or ''}" for m in request.messages if isinstance(m, dict))
@@ -313,7 +317,7 @@ class OpenAIServer:
         if mode == "none":
             return None
         if mode == "brief":
-            return written[:10]
+            return written[:20]
         if self.rationale_chars and len(written) < self.rationale_chars:
             return (written * (self.rationale_chars // max(1, len(written)) + 1))[: self.rationale_chars]
         return written
@@ -337,8 +341,12 @@ class OpenAIServer:
         if isinstance(behaviour, Text):
             return self._completion(request, behaviour.content, behaviour.finish_reason, None)
         labels = request.candidate_labels
-        # A request that asks for no axes is not a judge call: a verdict makes no sense there, a draft does.
+        # A request that asks for no axes is not a judge call: a verdict makes no sense there, a draft does;
+        # unless it is a Prometheus-style absolute grading prompt (benchmarks compare with prometheus-eval).
         if isinstance(behaviour, Verdict) and not labels and not request.axis_keys:
+            if _PROMETHEUS_MARKERS[0] in request.prompt and _PROMETHEUS_MARKERS[1] in request.prompt:
+                grade = 1 + hashlib.sha256(request.prompt.encode()).digest()[0] % 5
+                return self._completion(request, f"Feedback: {behaviour.rationale} [RESULT] {grade}", "stop", None)
             behaviour = Generation()
         if isinstance(behaviour, Generation):
             return self._completion(request, generation_text(request, behaviour), behaviour.finish_reason, None)
