@@ -145,15 +145,23 @@ async def tokens_per_verdict(rubric: Rubric, judge_url: str, n: int) -> list[dic
     for mode in ("joint", "layered", "isolated"):
         for rationale in ("full", "brief", "none"):
             profile = JudgeProfile.model_validate(
-                {"name": f"cost-{mode}-{rationale}", "model": "stub", "base_url": judge_url, "mode": mode,
-                 "rationale": rationale, "concurrency": 64, "timeout_s": 30, "max_tokens": 4096}
-            )  # fmt: skip
+                {
+                    "name": f"cost-{mode}-{rationale}",
+                    "model": "stub",
+                    "base_url": judge_url,
+                    "mode": mode,
+                    "rationale": rationale,
+                    "concurrency": 64,
+                    "timeout_s": 30,
+                    "max_tokens": 4096,
+                }
+            )
             judge = OpenAIJudge(profile)
             try:
-                samples = make_samples(n, f"{mode}-{rationale}-")
-                # One sample first (the provider's cache starts cold), then the rest together.
-                outcomes = [await judge.score(samples[0], rubric)]
-                outcomes += await asyncio.gather(*(judge.score(s, rubric) for s in samples[1:]))
+                samples = make_samples(n + 1, f"{mode}-{rationale}-")
+                # One sample first, not counted: it fills the provider's cache, as the first call of a run does.
+                await judge.score(samples[0], rubric)
+                outcomes = await asyncio.gather(*(judge.score(s, rubric) for s in samples[1:]))
             finally:
                 await judge.aclose()
             ok = sum(o.complete for o in outcomes)
@@ -161,11 +169,19 @@ async def tokens_per_verdict(rubric: Rubric, judge_url: str, n: int) -> list[dic
             prompt = sum(o.usage.prompt_tokens for o in outcomes)
             cached = sum(o.usage.cached_tokens for o in outcomes)
             completion = sum(o.usage.completion_tokens for o in outcomes)
-            rows.append({
-                "mode": mode, "rationale": rationale, "ok": ok, "n": n, "calls": calls / n,
-                "prompt": prompt / n, "cached": cached / n, "uncached": (prompt - cached) / n,
-                "completion": completion / n,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "mode": mode,
+                    "rationale": rationale,
+                    "ok": ok,
+                    "n": n,
+                    "calls": calls / n,
+                    "prompt": prompt / n,
+                    "cached": cached / n,
+                    "uncached": (prompt - cached) / n,
+                    "completion": completion / n,
+                }
+            )
     return rows
 
 
@@ -195,16 +211,26 @@ async def post_all(client: httpx.AsyncClient, path: str, bodies: list[bytes]) ->
     return wall, [orjson.loads(r.content) for r in responses]
 
 
-async def api_cpu(api: str, pid: int, n: int, batch: int, latency_s: float, concurrency: int, rounds: int) -> dict[str, Any]:
+async def api_cpu(
+    api: str, pid: int, n: int, batch: int, latency_s: float, concurrency: int, rounds: int
+) -> dict[str, Any]:
     bodies = [
-        orjson.dumps({"rubric": "prmed", "judge": "bench", "samples": [sample_body(i, "cpu") for i in range(j, min(n, j + batch))],
-                      "options": {"rationale": False}})
+        orjson.dumps(
+            {
+                "rubric": "prmed",
+                "judge": "bench",
+                "samples": [sample_body(i, "cpu") for i in range(j, min(n, j + batch))],
+                "options": {"rationale": False},
+            }
+        )
         for j in range(0, n, batch)
-    ]  # fmt: skip
+    ]
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with httpx.AsyncClient(base_url=api, timeout=300, limits=limits) as client:
         # Warm up code paths with other samples (first-call imports are not per-sample cost).
-        warm = orjson.dumps({"rubric": "prmed", "judge": "bench", "samples": [sample_body(i, "warm") for i in range(64)]})
+        warm = orjson.dumps(
+            {"rubric": "prmed", "judge": "bench", "samples": [sample_body(i, "warm") for i in range(64)]}
+        )
         await post_all(client, "/v1/score", [warm, warm])
         before = cpu_seconds(pid)
         wall, payloads = await post_all(client, "/v1/score", bodies)
@@ -220,11 +246,17 @@ async def api_cpu(api: str, pid: int, n: int, batch: int, latency_s: float, conc
             hits += sum(1 for p in again for r in p["results"] if r["cached"])
         cached_cpu = cpu_seconds(pid) - before
     return {
-        "wall_s": wall, "ideal_s": n * latency_s / concurrency, "efficiency": n * latency_s / concurrency / wall,
-        "ok": ok, "judged_cpu_ms": judged_cpu / n * 1000, "cached_cpu_ms": cached_cpu / (rounds * n) * 1000,
-        "hits": hits, "cached_items": rounds * n,
-        "prompt_tokens": sum(u["prompt_tokens"] for u in usage), "cached_tokens": sum(u["cached_tokens"] for u in usage),
-    }  # fmt: skip
+        "wall_s": wall,
+        "ideal_s": n * latency_s / concurrency,
+        "efficiency": n * latency_s / concurrency / wall,
+        "ok": ok,
+        "judged_cpu_ms": judged_cpu / n * 1000,
+        "cached_cpu_ms": cached_cpu / (rounds * n) * 1000,
+        "hits": hits,
+        "cached_items": rounds * n,
+        "prompt_tokens": sum(u["prompt_tokens"] for u in usage),
+        "cached_tokens": sum(u["cached_tokens"] for u in usage),
+    }
 
 
 # --- 4. a reward batch with stalled judge calls -----------------------------------------------------------------
@@ -232,10 +264,16 @@ async def api_cpu(api: str, pid: int, n: int, batch: int, latency_s: float, conc
 
 async def reward_batch(api: str, judge: str, run: str, prompts: int, per_prompt: int) -> dict[str, Any]:
     items = [
-        {"group_id": f"{run}-p{p}", "messages": [{"role": "user", "content": f"{PATIENTS[p % len(PATIENTS)]}（{run}{p}）"}],
-         "completion": f"<think>{sample_body(p * per_prompt + k, run)['reasoning']}</think>{sample_body(k, run)['response']}"}
-        for p in range(prompts) for k in range(per_prompt)
-    ]  # fmt: skip
+        {
+            "group_id": f"{run}-p{p}",
+            "messages": [{"role": "user", "content": f"{PATIENTS[p % len(PATIENTS)]}（{run}{p}）"}],
+            "completion": "<think>{}</think>{}".format(
+                sample_body(p * per_prompt + k, run)["reasoning"], sample_body(k, run)["response"]
+            ),
+        }
+        for p in range(prompts)
+        for k in range(per_prompt)
+    ]
     body = orjson.dumps({"rubric": "prmed", "judge": judge, "items": items, "cache": False, "rationale": "none"})
     async with httpx.AsyncClient(base_url=api, timeout=300) as client:
         started = time.perf_counter()
@@ -244,9 +282,12 @@ async def reward_batch(api: str, judge: str, run: str, prompts: int, per_prompt:
     r.raise_for_status()
     data = r.json()
     return {
-        "wall_s": wall, "rewarded": data["usage"]["rewarded"], "items": len(items),
-        "hedges": data["usage"].get("hedges", 0), "calls": data["usage"]["calls"],
-    }  # fmt: skip
+        "wall_s": wall,
+        "rewarded": data["usage"]["rewarded"],
+        "items": len(items),
+        "hedges": data["usage"].get("hedges", 0),
+        "calls": data["usage"]["calls"],
+    }
 
 
 # --- 5. prometheus-eval on the same stub ------------------------------------------------------------------------
@@ -283,10 +324,13 @@ def prometheus_eval_run(
         anchors = {f"score{level}_description": axis.anchors[level].zh for level in range(1, 6)}
         axes.append({"criteria": f"{axis.title.zh}：{axis.description.zh}", **anchors})
     job = {
-        "base_url": judge_url, "rpm": 1_000_000, "batch_size": batch_size, "axes": axes,
+        "base_url": judge_url,
+        "rpm": 1_000_000,
+        "batch_size": batch_size,
+        "axes": axes,
         "instructions": [s["messages"][-1]["content"] for s in samples],
         "responses": [f"<think>{s['reasoning']}</think>{s['response']}" for s in samples],
-    }  # fmt: skip
+    }
     with tempfile.TemporaryDirectory() as tmp:
         job_path, script = Path(tmp) / "job.json", Path(tmp) / "run_prometheus.py"
         job_path.write_text(json.dumps(job, ensure_ascii=False), encoding="utf-8")
@@ -332,7 +376,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--hedge-after-ms", type=float, default=400.0)
     parser.add_argument("--prometheus-python", default=None, help="a Python with prometheus-eval==0.1.20")
-    parser.add_argument("--skip", default="", help="comma-separated sections to skip: layout,tokens,cpu,hedge,prometheus")
+    parser.add_argument(
+        "--skip", default="", help="comma-separated sections to skip: layout,tokens,cpu,hedge,prometheus"
+    )
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     quick = args.quick
@@ -341,28 +387,44 @@ def main() -> None:
 
     if "layout" not in skip:
         layout = out["layout"] = measure_layouts(rubric, 16 if quick else 64, args.baseline_commit)
-        print_table("1. shared-prefix share of prompt tokens, prmed@1 joint, different samples (loopback cache)", [
-            (f"protocol 1 layout ({args.baseline_commit})", f"{layout['old_share']:.1%}", "", None),
-            ("this layout", f"{layout['new_share']:.1%}", ">= 75 %", layout["new_share"] >= 0.75),
-            ("prompt tokens (chars/2): protocol 1 / this", f"{layout['old_tokens']:.0f} / {layout['new_tokens']:.0f}",
-             "", None),
-        ])  # fmt: skip
+        print_table(
+            "1. shared-prefix share of prompt tokens, prmed@1 joint, different samples (loopback cache)",
+            [
+                (f"protocol 1 layout ({args.baseline_commit})", f"{layout['old_share']:.1%}", "", None),
+                ("this layout", f"{layout['new_share']:.1%}", ">= 75 %", layout["new_share"] >= 0.75),
+                (
+                    "prompt tokens (chars/2): protocol 1 / this",
+                    f"{layout['old_tokens']:.0f} / {layout['new_tokens']:.0f}",
+                    "",
+                    None,
+                ),
+            ],
+        )
 
     if "tokens" not in skip:
         port = free_port()
         with stub(port, 0, "--rationale-chars", str(args.rationale_chars)):
-            rows = out["tokens"] = asyncio.run(tokens_per_verdict(rubric, f"http://127.0.0.1:{port}/v1", 8 if quick else 32))
+            rows = out["tokens"] = asyncio.run(
+                tokens_per_verdict(rubric, f"http://127.0.0.1:{port}/v1", 8 if quick else 32)
+            )
         table = []
         for r in rows:
             goal, met = "", None
             if r["mode"] == "joint" and r["rationale"] == "none":
                 full = next(x for x in rows if x["mode"] == "joint" and x["rationale"] == "full")
-                goal, met = "prompt <= full's, completion <= 150", r["prompt"] <= full["prompt"] and r["completion"] <= 150
-            table.append((
-                f"{r['mode']} / {r['rationale']} ({r['ok']}/{r['n']} ok, {r['calls']:.0f} calls)",
-                f"{r['prompt']:.0f} (cached {r['cached']:.0f}, uncached {r['uncached']:.0f}) + {r['completion']:.0f}",
-                goal, met,
-            ))  # fmt: skip
+                goal, met = (
+                    "prompt <= full's, completion <= 150",
+                    r["prompt"] <= full["prompt"] and r["completion"] <= 150,
+                )
+            table.append(
+                (
+                    f"{r['mode']} / {r['rationale']} ({r['ok']}/{r['n']} ok, {r['calls']:.0f} calls)",
+                    f"{r['prompt']:.0f} (cached {r['cached']:.0f}, uncached {r['uncached']:.0f})"
+                    f" + {r['completion']:.0f}",
+                    goal,
+                    met,
+                )
+            )
         print_table("2. prompt + completion tokens per verdict (chars/2), stub judge in another process", table)
 
     needs_api = {"cpu", "hedge", "prometheus"} - skip
@@ -376,37 +438,72 @@ def main() -> None:
             stub(ports["plain"], args.latency_ms),
             stub(ports["stall"], args.latency_ms, "--stall-rate", "0.01", "--stall-s", "30"),
         ):
-            base = {"backend": "openai", "model": "stub", "concurrency": args.concurrency, "timeout_s": 60,
-                    "max_retries": 2}  # fmt: skip
+            base = {
+                "backend": "openai",
+                "model": "stub",
+                "concurrency": args.concurrency,
+                "timeout_s": 60,
+                "max_retries": 2,
+            }
             plain_url = f"http://127.0.0.1:{ports['plain']}/v1"
             stall_url = f"http://127.0.0.1:{ports['stall']}/v1"
-            judges = judges_yaml(Path(tmp) / "judges.yaml", [
-                {"name": "bench", "base_url": plain_url, **base},
-                {"name": "stalls", "base_url": stall_url, **base},
-                {"name": "stalls-hedged", "base_url": stall_url, "hedge_after_ms": args.hedge_after_ms, **base},
-            ])  # fmt: skip
+            judges = judges_yaml(
+                Path(tmp) / "judges.yaml",
+                [
+                    {"name": "bench", "base_url": plain_url, **base},
+                    {"name": "stalls", "base_url": stall_url, **base},
+                    {"name": "stalls-hedged", "base_url": stall_url, "hedge_after_ms": args.hedge_after_ms, **base},
+                ],
+            )
             env = {
-                "RJ_DATABASE_URL": db_url, "RJ_REDIS_URL": REDIS_URL, "RJ_REDIS_PREFIX": prefix,
-                "RJ_JUDGES_FILE": str(judges), "RJ_LOG_LEVEL": "WARNING", "RJ_REWARD_DEADLINE_S": "600",
-            }  # fmt: skip
+                "RJ_DATABASE_URL": db_url,
+                "RJ_REDIS_URL": REDIS_URL,
+                "RJ_REDIS_PREFIX": prefix,
+                "RJ_JUDGES_FILE": str(judges),
+                "RJ_LOG_LEVEL": "WARNING",
+                "RJ_REWARD_DEADLINE_S": "600",
+            }
             api = f"http://127.0.0.1:{ports['api']}"
             with process(
-                [sys.executable, "-m", "judge", "serve", "--port", str(ports["api"])], env=env, ready_url=f"{api}/healthz"
+                [sys.executable, "-m", "judge", "serve", "--port", str(ports["api"])],
+                env=env,
+                ready_url=f"{api}/healthz",
             ) as proc:
                 if "cpu" not in skip:
                     cpu = out["cpu"] = asyncio.run(
                         api_cpu(api, proc.pid, n, 128, args.latency_ms / 1000, args.concurrency, 3 if quick else 10)
                     )
-                    print_table(f"3. API process CPU (psutil user+system), N={n}, L={args.latency_ms:.0f} ms, "
-                                f"C={args.concurrency}, PostgreSQL + Redis", [
-                        ("CPU per judged sample (ms)", f"{cpu['judged_cpu_ms']:.3f}", "<= 0.8", cpu["judged_cpu_ms"] <= 0.8),
-                        ("CPU per cached item (ms)", f"{cpu['cached_cpu_ms']:.4f}", "<= 0.1", cpu["cached_cpu_ms"] <= 0.1),
-                        ("efficiency N·L/C / wall", f"{cpu['efficiency']:.3f} ({cpu['wall_s']:.2f} s)", ">= 0.95",
-                         cpu["efficiency"] >= 0.95),
-                        ("items with every axis ok", f"{cpu['ok']}/{n}", "all", cpu["ok"] == n),
-                        ("cached share of prompt tokens (usage)", f"{cpu['cached_tokens'] / max(1, cpu['prompt_tokens']):.1%}",
-                         ">= 75 %", cpu["cached_tokens"] >= 0.75 * cpu["prompt_tokens"]),
-                    ])  # fmt: skip
+                    print_table(
+                        f"3. API process CPU (psutil user+system), N={n}, L={args.latency_ms:.0f} ms, "
+                        f"C={args.concurrency}, PostgreSQL + Redis",
+                        [
+                            (
+                                "CPU per judged sample (ms)",
+                                f"{cpu['judged_cpu_ms']:.3f}",
+                                "<= 0.8",
+                                cpu["judged_cpu_ms"] <= 0.8,
+                            ),
+                            (
+                                "CPU per cached item (ms)",
+                                f"{cpu['cached_cpu_ms']:.4f}",
+                                "<= 0.1",
+                                cpu["cached_cpu_ms"] <= 0.1,
+                            ),
+                            (
+                                "efficiency N·L/C / wall",
+                                f"{cpu['efficiency']:.3f} ({cpu['wall_s']:.2f} s)",
+                                ">= 0.95",
+                                cpu["efficiency"] >= 0.95,
+                            ),
+                            ("items with every axis ok", f"{cpu['ok']}/{n}", "all", cpu["ok"] == n),
+                            (
+                                "cached share of prompt tokens (usage)",
+                                f"{cpu['cached_tokens'] / max(1, cpu['prompt_tokens']):.1%}",
+                                ">= 75 %",
+                                cpu["cached_tokens"] >= 0.75 * cpu["prompt_tokens"],
+                            ),
+                        ],
+                    )
                 if "hedge" not in skip:
                     per = 8
                     groups = 64 if not quick else 16
@@ -423,23 +520,43 @@ def main() -> None:
                     for name, r in runs.items():
                         ratio = r["wall_s"] / clean
                         goal, met = ("<= 2x", ratio <= 2) if "hedge_after" in name else ("", None)
-                        rows_h.append((f"{name} ({r['rewarded']}/{r['items']} rewarded, {r['hedges']} hedges)",
-                                       f"{r['wall_s']:.2f} s ({ratio:.1f}x)", goal, met))  # fmt: skip
-                    print_table(f"4. /v1/rewards, {groups * per} items, L={args.latency_ms:.0f} ms, C={args.concurrency}",
-                                rows_h)
+                        rows_h.append(
+                            (
+                                f"{name} ({r['rewarded']}/{r['items']} rewarded, {r['hedges']} hedges)",
+                                f"{r['wall_s']:.2f} s ({ratio:.1f}x)",
+                                goal,
+                                met,
+                            )
+                        )
+                    print_table(
+                        f"4. /v1/rewards, {groups * per} items, L={args.latency_ms:.0f} ms, C={args.concurrency}",
+                        rows_h,
+                    )
                 if "prometheus" not in skip:
                     samples = [sample_body(i, "pe") for i in range(64)]
                     ours = out["ours_64x13"] = asyncio.run(ours_64x13(api, samples))
-                    rows_p = [("rubric-judge /v1/score (joint, 64 calls)",
-                               f"{ours['wall_s']:.2f} s, {ours['scores']} scores", "", None)]
+                    rows_p = [
+                        (
+                            "rubric-judge /v1/score (joint, 64 calls)",
+                            f"{ours['wall_s']:.2f} s, {ours['scores']} scores",
+                            "",
+                            None,
+                        )
+                    ]
                     if args.prometheus_python:
                         try:
                             theirs = out["prometheus_eval"] = prometheus_eval_run(
                                 args.prometheus_python, plain_url, rubric, samples, args.concurrency
                             )
                             speedup = theirs["wall_s"] / ours["wall_s"]
-                            rows_p.append(("prometheus-eval 0.1.20 absolute_grade (one call per sample and axis)",
-                                           f"{theirs['wall_s']:.2f} s, {theirs['scores']} scores", "", None))
+                            rows_p.append(
+                                (
+                                    "prometheus-eval 0.1.20 absolute_grade (one call per sample and axis)",
+                                    f"{theirs['wall_s']:.2f} s, {theirs['scores']} scores",
+                                    "",
+                                    None,
+                                )
+                            )
                             rows_p.append(("speed-up", f"{speedup:.1f}x", ">= 30x", speedup >= 30))
                         except Exception as exc:  # reported, not hidden
                             rows_p.append(("prometheus-eval 0.1.20", f"failed: {exc}"[:300], "", None))
