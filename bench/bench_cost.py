@@ -20,14 +20,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +52,7 @@ from bench.common import (  # noqa: E402
     process,
     scratch_database,
     scratch_prefix,
+    wait_http,
 )
 from judge.backends.openai.judge import OpenAIJudge  # noqa: E402
 from judge.backends.openai.prompts import render_prompt  # noqa: E402
@@ -212,14 +217,14 @@ async def post_all(client: httpx.AsyncClient, path: str, bodies: list[bytes]) ->
 
 
 async def api_cpu(
-    api: str, pid: int, n: int, batch: int, latency_s: float, concurrency: int, rounds: int
+    api: str, pid: int, n: int, batch: int, latency_s: float, concurrency: int, rounds: int, run: str = "cpu"
 ) -> dict[str, Any]:
     bodies = [
         orjson.dumps(
             {
                 "rubric": "prmed",
                 "judge": "bench",
-                "samples": [sample_body(i, "cpu") for i in range(j, min(n, j + batch))],
+                "samples": [sample_body(i, run) for i in range(j, min(n, j + batch))],
                 "options": {"rationale": False},
             }
         )
@@ -229,9 +234,10 @@ async def api_cpu(
     async with httpx.AsyncClient(base_url=api, timeout=300, limits=limits) as client:
         # Warm up code paths with other samples (first-call imports are not per-sample cost).
         warm = orjson.dumps(
-            {"rubric": "prmed", "judge": "bench", "samples": [sample_body(i, "warm") for i in range(64)]}
+            {"rubric": "prmed", "judge": "bench", "samples": [sample_body(i, f"warm-{run}") for i in range(64)]}
         )
         await post_all(client, "/v1/score", [warm, warm])
+        spy = _py_spy(pid, "judged")
         before = cpu_seconds(pid)
         wall, payloads = await post_all(client, "/v1/score", bodies)
         judged_cpu = cpu_seconds(pid) - before
@@ -239,12 +245,15 @@ async def api_cpu(
         usage = [p["usage"] for p in payloads]
         await asyncio.sleep(1.0)  # let the group-commit writer finish (its CPU belongs to the judged path)
         judged_cpu = cpu_seconds(pid) - before
+        _stop(spy)
+        spy = _py_spy(pid, "cached")
         before = cpu_seconds(pid)
         hits = 0
         for _ in range(rounds):
             _, again = await post_all(client, "/v1/score", bodies)
             hits += sum(1 for p in again for r in p["results"] if r["cached"])
         cached_cpu = cpu_seconds(pid) - before
+        _stop(spy)
     return {
         "wall_s": wall,
         "ideal_s": n * latency_s / concurrency,
@@ -255,8 +264,29 @@ async def api_cpu(
         "hits": hits,
         "cached_items": rounds * n,
         "prompt_tokens": sum(u["prompt_tokens"] for u in usage),
-        "cached_tokens": sum(u["cached_tokens"] for u in usage),
+        "cached_tokens": sum(u.get("cached_tokens", 0) for u in usage),
     }
+
+
+PY_SPY = os.environ.get("RJ_BENCH_PY_SPY")  # a folder: profile the API process with py-spy into it
+
+
+def _py_spy(pid: int, name: str) -> subprocess.Popen[bytes] | None:
+    """py-spy recording the API process (collapsed stacks in ``$RJ_BENCH_PY_SPY/<name>.txt``), when asked for."""
+    if not PY_SPY:
+        return None
+    Path(PY_SPY).mkdir(parents=True, exist_ok=True)
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    args = [spy, "record", "--pid", str(pid), "--rate", "250", "--nonblocking", "-o", f"{PY_SPY}/{name}.txt"]
+    proc = subprocess.Popen([*args, "--format", "raw"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # attached before the measured work starts
+    return proc
+
+
+def _stop(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
 
 
 # --- 4. a reward batch with stalled judge calls -----------------------------------------------------------------
@@ -362,6 +392,26 @@ def stub(port: int, latency_ms: float, *extra: str) -> Any:
     return process([*args, *extra], ready_url=f"http://127.0.0.1:{port}/v1/models")
 
 
+@contextlib.contextmanager
+def api_process(tree: Path, port: int, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """``rubric-judge serve`` from the code in ``tree`` (this checkout, or an exported baseline), stopped at the end."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "judge", "serve", "--port", str(port)],
+        cwd=tree,
+        env={**os.environ, **env, "PYTHONPATH": str(tree)},
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def judges_yaml(path: Path, judges: list[dict[str, Any]]) -> Path:
     path.write_text(yaml.safe_dump({"judges": judges}), encoding="utf-8")
     return path
@@ -371,6 +421,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller runs (a smoke test of the script)")
     parser.add_argument("--baseline-commit", default=BASELINE_COMMIT)
+    parser.add_argument(
+        "--baseline-tree", default=None, help="an exported tree of the baseline commit: its API's CPU, side by side"
+    )
     parser.add_argument("--rationale-chars", type=int, default=80, help="full rationale length at the stub")
     parser.add_argument("--latency-ms", type=float, default=100.0)
     parser.add_argument("--concurrency", type=int, default=64)
@@ -463,35 +516,52 @@ def main() -> None:
                 "RJ_LOG_LEVEL": "WARNING",
                 "RJ_REWARD_DEADLINE_S": "600",
             }
+            old: dict[str, Any] | None = None
+            if args.baseline_tree and "cpu" not in skip:
+                # The same measurement on the protocol-1 code (an exported tree of --baseline-commit), same stub.
+                old_port = free_port()
+                old_env = {
+                    **env,
+                    "RJ_REDIS_PREFIX": scratch_prefix("cost-baseline"),
+                    "RJ_JUDGES_FILE": str(
+                        judges_yaml(Path(tmp) / "judges-old.yaml", [{"name": "bench", "base_url": plain_url, **base}])
+                    ),
+                }
+                with api_process(Path(args.baseline_tree), old_port, old_env) as old_proc:
+                    old = out["cpu_baseline"] = asyncio.run(
+                        api_cpu(
+                            f"http://127.0.0.1:{old_port}", old_proc.pid, n, 128, args.latency_ms / 1000,
+                            args.concurrency, 3 if quick else 10, run="cpu-old",
+                        )
+                    )  # fmt: skip
             api = f"http://127.0.0.1:{ports['api']}"
-            with process(
-                [sys.executable, "-m", "judge", "serve", "--port", str(ports["api"])],
-                env=env,
-                ready_url=f"{api}/healthz",
-            ) as proc:
+            with api_process(ROOT, ports["api"], env) as proc:
                 if "cpu" not in skip:
                     cpu = out["cpu"] = asyncio.run(
                         api_cpu(api, proc.pid, n, 128, args.latency_ms / 1000, args.concurrency, 3 if quick else 10)
                     )
+                    if old is not None:
+                        for key in ("judged_cpu_ms", "cached_cpu_ms", "efficiency"):
+                            cpu[f"{key}_text"] = f"{cpu[key]:.3f} (protocol 1: {old[key]:.3f})"
                     print_table(
                         f"3. API process CPU (psutil user+system), N={n}, L={args.latency_ms:.0f} ms, "
                         f"C={args.concurrency}, PostgreSQL + Redis",
                         [
                             (
                                 "CPU per judged sample (ms)",
-                                f"{cpu['judged_cpu_ms']:.3f}",
+                                cpu.get("judged_cpu_ms_text", f"{cpu['judged_cpu_ms']:.3f}"),
                                 "<= 0.8",
                                 cpu["judged_cpu_ms"] <= 0.8,
                             ),
                             (
                                 "CPU per cached item (ms)",
-                                f"{cpu['cached_cpu_ms']:.4f}",
+                                cpu.get("cached_cpu_ms_text", f"{cpu['cached_cpu_ms']:.4f}"),
                                 "<= 0.1",
                                 cpu["cached_cpu_ms"] <= 0.1,
                             ),
                             (
                                 "efficiency N·L/C / wall",
-                                f"{cpu['efficiency']:.3f} ({cpu['wall_s']:.2f} s)",
+                                cpu.get("efficiency_text", f"{cpu['efficiency']:.3f}") + f" ({cpu['wall_s']:.2f} s)",
                                 ">= 0.95",
                                 cpu["efficiency"] >= 0.95,
                             ),

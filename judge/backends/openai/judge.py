@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import httpx2
 import openai
 import orjson
+from openai._types import RequestOptions
 from openai.types.chat import (
     ChatCompletion,
     ChatCompletionAssistantMessageParam,
@@ -118,6 +119,9 @@ class OpenAIJudge:
                 ),
             )
         self._client = client
+        # Per request only for an injected client, so that it keeps to the profile's timeout; our own client has
+        # it (and the SDK's default JSON content type) already, and each option costs the SDK a walk per call.
+        self._request_options: RequestOptions = {} if self._owns_client else {"timeout": profile.timeout_s}
         self._semaphore = asyncio.Semaphore(profile.concurrency)
         self._hedge = HedgePolicy.for_profile(profile)
         # Prometheus children resolved once (a labels() lookup per call and kind adds up at hundreds of calls/s).
@@ -306,7 +310,10 @@ class OpenAIJudge:
                 continue
             found = distributions.get(key)
             if not self.profile.logprobs:
-                results[key] = AxisResult(score=axis.score, status=AxisStatus.ok, rationale=axis.rationale)
+                # Built without re-validation: the parser only yields integer scores 1..5 (a few us per axis).
+                results[key] = AxisResult.model_construct(
+                    score=axis.score, status=AxisStatus.ok, rationale=axis.rationale
+                )
             elif found is None:
                 results[key] = AxisResult(
                     score=axis.score, status=AxisStatus.ok, rationale=axis.rationale, score_method="no_logprobs"
@@ -370,8 +377,7 @@ class OpenAIJudge:
                     # Serialised once here by orjson: the SDK's stdlib encoder was 7 % of the API's CPU on
                     # prompts of several KB of escaped Chinese text.
                     content=payload,
-                    # Per request too, so that an injected client keeps to the profile's timeout.
-                    options={"timeout": profile.timeout_s, "headers": {"Content-Type": "application/json"}},
+                    options=self._request_options,
                 )
             if self._hedge is not None:
                 self._hedge.observe(time.perf_counter() - sent)
