@@ -24,7 +24,7 @@ from judge.feedback import axis_scores, build_feedback
 from judge.jobs.generator import Draft, GenerationFailed, Generator, as_completion, draft_messages, refine_messages
 from judge.jobs.schemas import ItemState, JobKind, JobOptions, PromptIn
 from judge.jobs.summary import Summary
-from judge.profiles import JudgeProfile
+from judge.profiles import JudgeProfile, with_rationale
 from judge.results import render_result
 from judge.runtime import Runtime
 from judge.samples import Message, Sample, SampleIn, normalise
@@ -55,6 +55,16 @@ class JobPlan:
     @property
     def language(self) -> Language:
         return self.options.language or self.rubric.language
+
+    @property
+    def judge_profile(self) -> JudgeProfile:
+        """The profile as this job judges with it: a rationale mode in the options overrides the profile's."""
+        rationale = self.options.rationale
+        return with_rationale(self.profile, rationale) if isinstance(rationale, str) else self.profile
+
+    @property
+    def include_rationale(self) -> bool:
+        return self.options.rationale not in (False, "none")
 
 
 @dataclass
@@ -161,11 +171,11 @@ async def _filter(runtime: Runtime, plan: JobPlan, items: Sequence[tuple[int, st
             continue
         parsed.append((line, text, normalise(sample_in)))
     if parsed:
-        batch = await runtime.scorer.score(plan.rubric, plan.profile, [s for _, _, s in parsed])
+        batch = await runtime.scorer.score(plan.rubric, plan.judge_profile, [s for _, _, s in parsed])
         counted: set[str] = set()
         for (line, text, sample), item in zip(parsed, batch.items, strict=True):
             result = render_result(
-                item, plan.rubric, include_rationale=plan.options.rationale, on_missing=plan.options.on_missing
+                item, plan.rubric, include_rationale=plan.include_rationale, on_missing=plan.options.on_missing
             )
             state, error = _decide(result)
             record: dict[str, Any] = {
@@ -253,12 +263,12 @@ async def _curate_one(runtime: Runtime, plan: JobPlan, line: int, prompt: Prompt
                 reference=prompt.reference,
             )
         )
-        item: ScoredItem = (await runtime.scorer.score(plan.rubric, plan.profile, [sample])).items[0]
+        item: ScoredItem = (await runtime.scorer.score(plan.rubric, plan.judge_profile, [sample])).items[0]
         judged = _judged_usage(item, set())
         if judged is not None:
             base["usage"] = Usage.model_validate(base.get("usage") or {}).add(judged)
         result = render_result(
-            item, plan.rubric, include_rationale=plan.options.rationale, on_missing=plan.options.on_missing
+            item, plan.rubric, include_rationale=plan.include_rationale, on_missing=plan.options.on_missing
         )
         state, reason = _decide(result)
         rounds.append(

@@ -113,3 +113,20 @@ def test_summary_adds_what_judging_and_generating_cost() -> None:
 
     assert data["usage"] == {"calls": 3, "prompt_tokens": 2700, "cached_tokens": 2100}
     assert data["generator_usage"] == {"calls": 3, "completion_tokens": 600}
+
+
+def test_a_job_can_ask_the_judge_for_scores_only() -> None:
+    from judge.jobs.process import JobPlan
+    from judge.jobs.schemas import JobOptions
+    from judge.profiles import JudgeProfile
+    from rubrics.registry import RubricRegistry
+
+    profile = JudgeProfile(name="j", model="m")
+    rubric = RubricRegistry().resolve("prmed")
+    scores_only = JobPlan("filter", rubric, profile, JobOptions(rationale="none"))
+    hidden = JobPlan("filter", rubric, profile, JobOptions(rationale=False))
+
+    assert scores_only.judge_profile.rationale == "none" and scores_only.judge_profile.hash != profile.hash
+    assert scores_only.include_rationale is False
+    assert hidden.judge_profile is profile and hidden.include_rationale is False
+    assert JobPlan("filter", rubric, profile, JobOptions()).include_rationale is True
