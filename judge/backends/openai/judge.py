@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 import httpx2
 import openai
 import orjson
-from openai._types import RequestOptions
 from openai.types.chat import (
     ChatCompletion,
     ChatCompletionAssistantMessageParam,
@@ -121,7 +120,7 @@ class OpenAIJudge:
         self._client = client
         # Per request only for an injected client, so that it keeps to the profile's timeout; our own client has
         # it (and the SDK's default JSON content type) already, and each option costs the SDK a walk per call.
-        self._request_options: RequestOptions = {} if self._owns_client else {"timeout": profile.timeout_s}
+        self._request_options: openai.RequestOptions = {} if self._owns_client else {"timeout": profile.timeout_s}
         self._semaphore = asyncio.Semaphore(profile.concurrency)
         self._hedge = HedgePolicy.for_profile(profile)
         # Prometheus children resolved once (a labels() lookup per call and kind adds up at hundreds of calls/s).

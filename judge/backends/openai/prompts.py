@@ -61,6 +61,8 @@ def new_nonce() -> str:
 
 def neutralise(text: str) -> str:
     """Make fence markers impossible inside ``text``: runs of 3+ ``<``/``>`` become ``‹``/``›``."""
+    if "<<<" not in text and ">>>" not in text:
+        return text  # the usual case: a substring test is ~100x cheaper than the regex scan of CJK text
     text = _FENCE_RUN_OPEN.sub(lambda m: "‹" * len(m.group()), text)
     return _FENCE_RUN_CLOSE.sub(lambda m: "›" * len(m.group()), text)
 
