@@ -268,6 +268,48 @@ async def api_cpu(
     }
 
 
+@contextlib.contextmanager
+def worker_process(tree: Path, env: dict[str, str], name: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A ``rubric-judge worker`` from the code in ``tree``, stopped at the end."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "judge", "worker", "--name", name, "--max-chunks", "4"],
+        cwd=tree,
+        env={**os.environ, **env, "PYTHONPATH": str(tree)},
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(3)  # connected to Redis and PostgreSQL
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+async def worker_cpu(api: str, pid: int, n: int, run: str) -> dict[str, Any]:
+    """Worker process CPU per judged sample: a filter job of ``n`` fresh samples, from upload to done."""
+    body = b"\n".join(orjson.dumps(sample_body(i, run)) for i in range(n))
+    async with httpx.AsyncClient(base_url=api, timeout=httpx.Timeout(60, read=None)) as client:
+        before = cpu_seconds(pid)
+        started = time.perf_counter()
+        response = await client.post(
+            "/v1/jobs",
+            params={"judge": "bench", "options": '{"rationale": false}'},
+            content=body,
+            headers={"content-type": "application/x-ndjson"},
+        )
+        response.raise_for_status()
+        job = response.json()
+        while job["state"] not in ("done", "failed", "cancelled"):
+            await asyncio.sleep(0.25)
+            job = (await client.get(f"/v1/jobs/{job['id']}")).json()
+        wall = time.perf_counter() - started
+        spent = cpu_seconds(pid) - before
+    return {"cpu_ms": spent / n * 1000, "wall_s": wall, "state": job["state"], "counts": job["counts"]}
+
+
 PY_SPY = os.environ.get("RJ_BENCH_PY_SPY")  # a folder: profile the API process with py-spy into it
 
 
@@ -430,7 +472,7 @@ def main() -> None:
     parser.add_argument("--hedge-after-ms", type=float, default=400.0)
     parser.add_argument("--prometheus-python", default=None, help="a Python with prometheus-eval==0.1.20")
     parser.add_argument(
-        "--skip", default="", help="comma-separated sections to skip: layout,tokens,cpu,hedge,prometheus"
+        "--skip", default="", help="comma-separated sections to skip: layout,tokens,cpu,worker,hedge,prometheus"
     )
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -534,15 +576,28 @@ def main() -> None:
                             args.concurrency, 3 if quick else 10, run="cpu-old",
                         )
                     )  # fmt: skip
+                    if "worker" not in skip:
+                        with worker_process(Path(args.baseline_tree), old_env, "cost-old-w1") as old_worker:
+                            old["worker"] = asyncio.run(
+                                worker_cpu(f"http://127.0.0.1:{old_port}", old_worker.pid, n, "worker-old")
+                            )
             api = f"http://127.0.0.1:{ports['api']}"
             with api_process(ROOT, ports["api"], env) as proc:
                 if "cpu" not in skip:
                     cpu = out["cpu"] = asyncio.run(
                         api_cpu(api, proc.pid, n, 128, args.latency_ms / 1000, args.concurrency, 3 if quick else 10)
                     )
+                    if "worker" not in skip:
+                        with worker_process(ROOT, env, "cost-w1") as worker:
+                            cpu["worker"] = asyncio.run(worker_cpu(api, worker.pid, n, "worker"))
                     if old is not None:
                         for key in ("judged_cpu_ms", "cached_cpu_ms", "efficiency"):
                             cpu[f"{key}_text"] = f"{cpu[key]:.3f} (protocol 1: {old[key]:.3f})"
+                    worker_text = ""
+                    if "worker" in cpu:
+                        worker_text = f"{cpu['worker']['cpu_ms']:.3f}"
+                        if old is not None and "worker" in old:
+                            worker_text += f" (protocol 1: {old['worker']['cpu_ms']:.3f})"
                     print_table(
                         f"3. API process CPU (psutil user+system), N={n}, L={args.latency_ms:.0f} ms, "
                         f"C={args.concurrency}, PostgreSQL + Redis",
@@ -566,6 +621,12 @@ def main() -> None:
                                 cpu["efficiency"] >= 0.95,
                             ),
                             ("items with every axis ok", f"{cpu['ok']}/{n}", "all", cpu["ok"] == n),
+                            (
+                                "worker CPU per judged sample (ms), filter job",
+                                worker_text or "skipped",
+                                "<= 0.8",
+                                cpu["worker"]["cpu_ms"] <= 0.8 if "worker" in cpu else None,
+                            ),
                             (
                                 "cached share of prompt tokens (usage)",
                                 f"{cpu['cached_tokens'] / max(1, cpu['prompt_tokens']):.1%}",
