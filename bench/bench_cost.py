@@ -331,6 +331,54 @@ def _stop(proc: subprocess.Popen[bytes] | None) -> None:
         proc.wait(timeout=60)
 
 
+async def sdk_floor(judge_url: str, rubric: Rubric, n: int) -> dict[str, float]:
+    """Process CPU per call of the SDK's raw post alone, and of the whole OpenAI judge (render, post, parse), in this
+    process, with the stub in another: what every judged sample costs before the API adds anything."""
+    import httpx2
+    import openai
+
+    client = openai.AsyncOpenAI(
+        base_url=judge_url,
+        api_key="EMPTY",
+        max_retries=0,
+        timeout=30,
+        http_client=openai.DefaultAioHttpClient(
+            limits=httpx2.Limits(max_connections=64, max_keepalive_connections=64), timeout=30
+        ),
+    )
+    samples = make_samples(n + 64, f"floor{time.time()}")
+    payload = orjson.dumps(
+        {"model": "stub", "messages": render_prompt(samples[0], rubric, language="zh").messages(), "max_tokens": 2048}
+    )
+    slots = asyncio.Semaphore(64)
+
+    async def post() -> None:
+        async with slots:
+            raw = await client.post("/chat/completions", cast_to=httpx2.Response, content=payload)
+            assert raw.status_code == 200
+
+    try:
+        await asyncio.gather(*(post() for _ in range(64)))
+        started = time.process_time()
+        await asyncio.gather(*(post() for _ in range(n)))
+        sdk_ms = (time.process_time() - started) / n * 1000
+    finally:
+        await client.close()
+    profile = JudgeProfile.model_validate(
+        {"name": "floor", "model": "stub", "base_url": judge_url, "concurrency": 64, "timeout_s": 30}
+    )
+    judge = OpenAIJudge(profile)
+    try:
+        await asyncio.gather(*(judge.score(s, rubric) for s in samples[:64]))
+        started = time.process_time()
+        outcomes = await asyncio.gather(*(judge.score(s, rubric) for s in samples[64:]))
+        judge_ms = (time.process_time() - started) / n * 1000
+    finally:
+        await judge.aclose()
+    assert all(o.complete for o in outcomes)
+    return {"sdk_post_ms": sdk_ms, "judge_ms": judge_ms}
+
+
 # --- 4. a reward batch with stalled judge calls -----------------------------------------------------------------
 
 
@@ -471,9 +519,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--hedge-after-ms", type=float, default=400.0)
     parser.add_argument("--prometheus-python", default=None, help="a Python with prometheus-eval==0.1.20")
-    parser.add_argument(
-        "--skip", default="", help="comma-separated sections to skip: layout,tokens,cpu,worker,hedge,prometheus"
-    )
+    parser.add_argument("--skip", default="", help="sections to skip: layout,tokens,floor,cpu,worker,hedge,prometheus")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     quick = args.quick
@@ -521,6 +567,18 @@ def main() -> None:
                 )
             )
         print_table("2. prompt + completion tokens per verdict (chars/2), stub judge in another process", table)
+
+    if "floor" not in skip:
+        port = free_port()
+        with stub(port, 0):
+            floor = out["floor"] = asyncio.run(sdk_floor(f"http://127.0.0.1:{port}/v1", rubric, 500 if quick else 2000))
+        print_table(
+            "3a. process CPU per call in this process, stub in another (the floor under the API's figure)",
+            [
+                ("OpenAI SDK raw post alone (ms)", f"{floor['sdk_post_ms']:.3f}", "", None),
+                ("OpenAI judge: render + post + parse (ms)", f"{floor['judge_ms']:.3f}", "", None),
+            ],
+        )
 
     needs_api = {"cpu", "hedge", "prometheus"} - skip
     if needs_api:

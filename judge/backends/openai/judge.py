@@ -309,10 +309,7 @@ class OpenAIJudge:
                 continue
             found = distributions.get(key)
             if not self.profile.logprobs:
-                # Built without re-validation: the parser only yields integer scores 1..5 (a few us per axis).
-                results[key] = AxisResult.model_construct(
-                    score=axis.score, status=AxisStatus.ok, rationale=axis.rationale
-                )
+                results[key] = AxisResult(score=axis.score, status=AxisStatus.ok, rationale=axis.rationale)
             elif found is None:
                 results[key] = AxisResult(
                     score=axis.score, status=AxisStatus.ok, rationale=axis.rationale, score_method="no_logprobs"
