@@ -23,6 +23,8 @@ _FENCE = re.compile(r"<<<([A-Z_]+)_([0-9a-f]{8,})>>>\n(.*?)\n<<<END_\1_\2>>>", r
 _TOKEN_CHUNK = 4
 _SIMULATOR_LINE = re.compile(r"^PATIENT_SIMULATOR:", re.MULTILINE)
 _PERTURBER_LINE = re.compile(r"^PATIENT_PERTURBER:", re.MULTILINE)
+# How a prompt asks for brief rationales (the answer template's placeholder), in either prompt language.
+_BRIEF_PLACEHOLDERS = ("<不超过20字的理由>", "<at most 12 words>")
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,27 @@ class ChatRequest:
     def is_perturber(self) -> bool:
         """A perturber's request (``PATIENT_PERTURBER:`` line outside the fences)."""
         return "PATIENT_PERTURBER:" in self.prompt and bool(_PERTURBER_LINE.search(_FENCE.sub("", self.prompt)))
+
+    @property
+    def rationale_mode(self) -> str:
+        """What the request asks the judge to write before each score: ``full``, ``brief`` or ``none``.
+
+        From the response_format schema (an axis that is a bare integer: none), else from the prompt's answer
+        template, read as a third party would.
+        """
+        try:
+            schema = self.body["response_format"]["json_schema"]["schema"]["properties"]
+            holder = schema.get("axes") or next(iter(schema["responses"]["properties"].values()))
+            first = next(iter(holder["properties"].values()))
+            if first.get("type") == "integer":
+                return "none"
+        except (KeyError, TypeError, AttributeError, StopIteration):
+            outside = _FENCE.sub("", self.prompt)
+            keys = self.axis_keys
+            if keys and f'"{keys[0]}": <1-5>' in outside:
+                return "none"
+        outside = _FENCE.sub("", self.prompt)
+        return "brief" if any(p in outside for p in _BRIEF_PLACEHOLDERS) else "full"
 
     @property
     def wants_logprobs(self) -> bool:
@@ -387,7 +410,9 @@ def resolve_group_scores(
     return scores
 
 
-def group_verdict_pieces(scores: Mapping[str, Mapping[str, int]], rationale: str) -> list[tuple[str, Tag | None]]:
+def group_verdict_pieces(
+    scores: Mapping[str, Mapping[str, int]], rationale: str | None
+) -> list[tuple[str, Tag | None]]:
     """A group verdict as pieces; a piece tagged (label, axis) is that candidate's score digit for that axis."""
     pieces: list[tuple[str, Tag | None]] = [('{"responses": {', None)]
     for i, (label, axes) in enumerate(scores.items()):
@@ -399,11 +424,18 @@ def group_verdict_pieces(scores: Mapping[str, Mapping[str, int]], rationale: str
     return pieces
 
 
-def verdict_pieces(scores: Mapping[str, int], rationale: str) -> list[tuple[str, str | None]]:
-    """The verdict JSON as pieces; a piece tagged with an axis key is that axis's score digit."""
+def verdict_pieces(scores: Mapping[str, int], rationale: str | None) -> list[tuple[str, str | None]]:
+    """The verdict JSON as pieces; a piece tagged with an axis key is that axis's score digit.
+
+    ``rationale=None``: bare scores (``{"axes": {"safety": 4}}``), as asked by ``rationale: none``.
+    """
     pieces: list[tuple[str, str | None]] = [('{"axes": {', None)]
     for i, (key, score) in enumerate(scores.items()):
         head = ", " if i else ""
+        if rationale is None:
+            pieces.append((f"{head}{_dumps(key)}: ", None))
+            pieces.append((str(score), key))
+            continue
         pieces.append((f'{head}{_dumps(key)}: {{"rationale": {_dumps(rationale)}, "score": ', None))
         pieces.append((str(score), key))
         pieces.append(("}", None))
