@@ -16,9 +16,9 @@ from api.routes.agreement import router as agreement_router
 from api.routes.feedback import router as feedback_router
 from api.routes.jobs import router as jobs_router
 from api.routes.reward_models import router as reward_models_router
+from api.routes.simulate import router as simulate_router
 from api.routes.studies import router as studies_router
 from api.ui.routes import install as install_workbench
-from api.routes.simulate import router as simulate_router
 from judge.jobs.service import JobsService
 from judge.runtime import Runtime
 from judge.scorer import BackendFactory

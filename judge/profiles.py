@@ -112,6 +112,8 @@ class ChatProfile(BaseModel):
         """Hash of everything that changes what the model says; connection fields and secrets excluded."""
         body = {k: v for k, v in self.model_dump(mode="json").items() if k not in CONNECTION_FIELDS}
         return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
 _VARIANTS: dict[tuple[str, str], JudgeProfile] = {}
 
 
