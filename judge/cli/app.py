@@ -16,6 +16,7 @@ from judge.cli.agreement import register as register_agreement_commands
 from judge.cli.jobs import register as register_job_commands
 from judge.cli.rewards import register as register_reward_commands
 from judge.cli.rm import register as register_rm_commands
+from judge.cli.storage import register as register_storage_commands
 from judge.errors import RubricJudgeError
 from judge.settings import Settings, get_settings
 
@@ -172,3 +173,4 @@ register_agreement_commands(app)  # ratings import, agreement, stability, positi
 register_job_commands(app)  # filter, curate, worker
 register_rm_commands(app)  # rm train, eval, list, activate
 register_reward_commands(app)  # rewards
+register_storage_commands(app)  # prune, export verdicts
