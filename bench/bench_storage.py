@@ -208,6 +208,10 @@ def worker(args: argparse.Namespace) -> None:
     with scratch_database() as url, stub_judge(port, 0.0):
         result = asyncio.run(_measure(args.n[0], url, f"http://127.0.0.1:{port}/v1", args.concurrency))
     print(json.dumps(result))
+    # Also kept per run, so that a long series interrupted later still has what it measured.
+    partial = ROOT / "bench" / "results" / f"storage-{Path(args.root).resolve().name}-{args.n[0]}.json"
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    partial.write_text(json.dumps(result, default=str))
 
 
 def _run(root: Path, n: int, concurrency: int) -> dict[str, Any]:
