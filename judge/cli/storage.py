@@ -188,9 +188,7 @@ def export_verdicts(
             rubric_hash = runtime.rubrics.resolve(rubric).content_hash if rubric else None
             where = ExportFilter(since_at, until_at, rubric_hash, judge, with_samples)
             stdout = sys.stdout.buffer if out is None else None
-            result = await run_export(
-                runtime.sessions, where, format=format, out=out, stdout=stdout, batch=batch
-            )
+            result = await run_export(runtime.sessions, where, format=format, out=out, stdout=stdout, batch=batch)
             return result.rows
 
     try:
