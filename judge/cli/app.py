@@ -18,6 +18,7 @@ from judge.cli.rewards import register as register_reward_commands
 from judge.cli.rm import register as register_rm_commands
 from judge.cli.simulate import register as register_simulate_commands
 from judge.cli.study import register as register_study_commands
+from judge.cli.storage import register as register_storage_commands
 from judge.errors import RubricJudgeError
 from judge.settings import Settings, get_settings
 
@@ -183,3 +184,4 @@ register_rm_commands(app)  # rm train, eval, list, activate
 register_reward_commands(app)  # rewards
 register_study_commands(app)  # study create, status, export, close, link, list
 register_simulate_commands(app)  # simulate, perturb, gradient
+register_storage_commands(app)  # prune, export verdicts

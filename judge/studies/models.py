@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from judge.store.models import HASH_LEN, Base, JSONType, UTCDateTime, utcnow
+from judge.db.base import HASH_LEN, Base, JSONType, UTCDateTime, utcnow
 
 STUDY_ID_LEN = 32
 
