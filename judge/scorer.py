@@ -22,6 +22,7 @@ from judge import metrics
 from judge.backends.base import GroupJudgeBackend, JudgeBackend
 from judge.backends.openai.prompts import group_order
 from judge.cache import VerdictCache
+from judge.integrity.facts import level_distributions, output_facts
 from judge.lookup import StoreLookup
 from judge.outage import OutageLog
 from judge.profiles import JudgeProfile
@@ -404,7 +405,8 @@ def _outcome_summary(rubric: Rubric, outcome: JudgeOutcome, sample: Sample) -> d
         rubric,
         {k: a.score for k, a in outcome.axes.items()},
         {k: a.expected for k, a in outcome.axes.items()},
-        output_chars=len(sample.reasoning) + len(sample.response),
+        distributions=level_distributions(outcome.axes),
+        **output_facts(sample).aggregation_kwargs(),
     )
     return {"reward": agg.reward, "passed": agg.passed}
 

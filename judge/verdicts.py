@@ -30,6 +30,9 @@ class AxisResult(BaseModel):
     expected: float | None = Field(default=None, ge=1, le=5)
     # Probability mass the top logprobs put on the tokens "1".."5" (how much of E is covered).
     mass: float | None = Field(default=None, ge=0, le=1.0001)
+    # The judge's belief over the levels 1..5 (normalised over the levels the top logprobs cover); soft gates
+    # weigh the reward by it. None without logprobs.
+    probabilities: dict[int, float] | None = None
     status: AxisStatus
     rationale: str | None = None
     score_method: ScoreMethod = "integer"

@@ -1,0 +1,50 @@
+"""What aggregation needs to know about a sample besides its scores, computed in one place for every route.
+
+``/v1/score``, ``/v1/rewards``, ``/get_reward``, jobs and the stored verdict summary all aggregate through
+:func:`output_facts`, so a length penalty or a language gate cannot hold on one route and not on another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from judge.integrity.language import language_mismatch
+from judge.samples import Sample
+
+
+@dataclass(frozen=True, slots=True)
+class OutputFacts:
+    # Characters of the CoT and response as the policy wrote them, before any RJ_MAX_*_CHARS clipping.
+    output_chars: int
+    # The CoT or response was cut before judging (the judge saw less than the policy wrote).
+    truncated: bool
+    # The response is clearly in another language than the patient's latest turn.
+    language_mismatch: bool
+
+    def aggregation_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`rubrics.aggregation.aggregate` these facts decide."""
+        return {
+            "output_chars": self.output_chars,
+            "truncated": self.truncated,
+            "language_mismatch": self.language_mismatch,
+        }
+
+
+def level_distributions(axes: Mapping[str, Any]) -> dict[str, dict[int, float] | None]:
+    """Per axis, its level distribution from an AxisResult or its JSON (cache hits keep string keys)."""
+    found: dict[str, dict[int, float] | None] = {}
+    for key, axis in axes.items():
+        raw = axis.get("probabilities") if isinstance(axis, dict) else getattr(axis, "probabilities", None)
+        found[key] = {int(level): float(p) for level, p in raw.items()} if raw else None
+    return found
+
+
+def output_facts(sample: Sample) -> OutputFacts:
+    patient = next((m.content for m in reversed(sample.messages) if m.role == "user"), "")
+    return OutputFacts(
+        output_chars=sample.original_chars,
+        truncated=sample.clipped,
+        language_mismatch=language_mismatch(patient, sample.response),
+    )
