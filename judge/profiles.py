@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from judge.errors import InvalidRubric, JudgeNotFound, RubricJudgeError
 
 # Bumped whenever prompt templates or output parsing change, so old cache entries stop matching.
-JUDGE_PROTOCOL_VERSION = "1"
+JUDGE_PROTOCOL_VERSION = "2"
 
 # Fields that change how to reach a judge, not what it says: left out of the profile hash.
 CONNECTION_FIELDS = frozenset(

@@ -115,8 +115,10 @@ def parse_query(query: str, prompt: str | None = None) -> ParsedQuery:
         prompt_turns = _split_turns(head)
         if prompt_turns is None:
             return ParsedQuery([Message(role="user", content=head)], completion)
-        # A prompt that ends by opening the assistant turn (add_generation_prompt) leaves an empty last turn.
-        if prompt_turns and prompt_turns[-1][0] == "assistant" and not prompt_turns[-1][1].strip():
+        # A prompt that ends by opening the assistant turn (add_generation_prompt) leaves a last turn that is
+        # the start of the completion: empty, or an opened block such as Qwen3's "<think>".
+        if prompt_turns and prompt_turns[-1][0] == "assistant":
+            completion = strip_edges(prompt_turns[-1][1] + "\n" + completion)
             prompt_turns = prompt_turns[:-1]
         context = _context(prompt_turns)
         if not context:
@@ -125,7 +127,7 @@ def parse_query(query: str, prompt: str | None = None) -> ParsedQuery:
     turns = _split_turns(text)
     if turns is not None and head:
         prompt_turns = _split_turns(head) or []
-        if prompt_turns and prompt_turns[-1][0] == "assistant" and not prompt_turns[-1][1].strip():
+        if prompt_turns and prompt_turns[-1][0] == "assistant":
             prompt_turns = prompt_turns[:-1]
         if len(turns) != len(prompt_turns) + 1:
             raise QueryError(

@@ -172,8 +172,12 @@ def render_prompt(
     language: Language,
     axis_keys: Sequence[str] | None = None,
     nonce: str | None = None,
+    include_reasoning: bool = True,
 ) -> RenderedPrompt:
-    """Render one judge request for ``axis_keys`` (default: every axis of the rubric, in rubric order)."""
+    """Render one judge request for ``axis_keys`` (default: every axis of the rubric, in rubric order).
+
+    ``include_reasoning=False`` withholds the CoT (axes judged on the response alone).
+    """
     keys = tuple(axis_keys) if axis_keys is not None else tuple(rubric.axis_keys)
     nonce = nonce or new_nonce()
     text = TEXT[language]
@@ -186,7 +190,10 @@ def render_prompt(
     if sample.clipped:
         parts.append(text["clipped"])
     parts.append(text["reasoning"])
-    parts.append(fence(sample.reasoning, "REASONING", nonce) if sample.reasoning else text["no_reasoning"])
+    if not include_reasoning:
+        parts.append(text["reasoning_withheld"])
+    else:
+        parts.append(fence(sample.reasoning, "REASONING", nonce) if sample.reasoning else text["no_reasoning"])
     parts.append(text["response"])
     parts.append(fence(sample.response, "RESPONSE", nonce) if sample.response else text["no_response"])
     if sample.reference:
@@ -209,10 +216,25 @@ def render_prompts(
     """The requests a profile makes for one sample: one for all axes (joint), or one per axis (isolated)."""
     language = prompt_language(profile, rubric)
     nonce = nonce or new_nonce()
+    # Axes of the rubric's response-only layers are judged without the CoT, in a call of their own.
+    alone = set(rubric.judging.response_only_layers)
+    response_only = [axis.key for axis in rubric.axes if axis.layer in alone]
     if profile.mode == "isolated":
         return [
-            render_prompt(sample, rubric, language=language, axis_keys=[key], nonce=nonce) for key in rubric.axis_keys
+            render_prompt(
+                sample, rubric, language=language, axis_keys=[key], nonce=nonce, include_reasoning=key not in response_only
+            )
+            for key in rubric.axis_keys
         ]
+    if response_only:
+        rest = [key for key in rubric.axis_keys if key not in response_only]
+        prompts = [render_prompt(sample, rubric, language=language, axis_keys=rest, nonce=nonce)] if rest else []
+        prompts.append(
+            render_prompt(
+                sample, rubric, language=language, axis_keys=response_only, nonce=nonce, include_reasoning=False
+            )
+        )
+        return prompts
     return [render_prompt(sample, rubric, language=language, nonce=nonce)]
 
 

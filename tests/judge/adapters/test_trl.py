@@ -122,4 +122,4 @@ def test_tool_turns_of_a_completion_become_context() -> None:
 def _prmed_order() -> list[str]:
     from rubrics.registry import RubricRegistry
 
-    return RubricRegistry().resolve("prmed").axis_keys
+    return RubricRegistry().resolve("prmed@1").axis_keys
