@@ -47,7 +47,9 @@ class SampleIn(BaseModel):
             raise ValueError("give either `completion` or `reasoning` + `response`, not both")
         if self.completion is None and self.response is None:
             raise ValueError("a sample needs `response` (with optional `reasoning`) or `completion`")
-        check_judged_turn(self.messages, {"completion": self.completion, "reasoning": self.reasoning, "response": self.response})
+        check_judged_turn(
+            self.messages, {"completion": self.completion, "reasoning": self.reasoning, "response": self.response}
+        )
         return self
 
 

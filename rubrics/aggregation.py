@@ -160,9 +160,7 @@ def _compute(
         for gate in plan.gates
         if gate.axis in scored and gate.axis not in soft and scored[gate.axis] <= gate.max_score
     ]
-    soft_gates = [
-        (gate, _at_or_below(soft[gate.axis], gate.max_score)) for gate in plan.gates if gate.axis in soft
-    ]
+    soft_gates = [(gate, _at_or_below(soft[gate.axis], gate.max_score)) for gate in plan.gates if gate.axis in soft]
     penalty = length_penalty(policy.length_penalty, output_chars)
     if truncated and policy.on_truncated == "penalise":
         penalty = max(penalty, policy.truncation_penalty)
@@ -233,7 +231,9 @@ def _compute(
         reward = (1.0 - p) * reward + p * min(reward, low + span * gate.reward)
     if language_gated and policy.language_gate is not None:
         reward = min(reward, low + span * policy.language_gate.reward)
-        reasons.append(f"the response is not in the patient's language: reward capped at {policy.language_gate.reward:g}")
+        reasons.append(
+            f"the response is not in the patient's language: reward capped at {policy.language_gate.reward:g}"
+        )
     if truncated and policy.on_truncated == "penalise":
         reasons.append(f"the output was cut before judging: penalty {penalty:g}")
     if penalty:

@@ -23,7 +23,6 @@ def conversation_problem(messages: Sequence[_Turn]) -> str | None:
         return "conversation: there is no patient (user) turn before the judged response"
     if turns[-1] != "user":
         return (
-            f"conversation: the last turn before the judged response is {turns[-1]!r}; "
-            "it must be the patient's (user)"
+            f"conversation: the last turn before the judged response is {turns[-1]!r}; it must be the patient's (user)"
         )
     return None

@@ -19,7 +19,9 @@ _DECIDES, _EN_MAX_HAN = 0.3, 0.05
 
 def _is_han(ch: str) -> bool:
     code = ord(ch)
-    return 0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0x20000 <= code <= 0x2A6DF or 0xF900 <= code <= 0xFAFF
+    return (
+        0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0x20000 <= code <= 0x2A6DF or 0xF900 <= code <= 0xFAFF
+    )
 
 
 def dominant_language(text: str) -> LanguageCode | None:

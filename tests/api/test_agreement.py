@@ -160,7 +160,9 @@ async def test_a_csv_upload_by_content_hash_reports_bad_rows_by_line(
         (good + 3, "sample_hash"),
         (good + 4, "rater"),
     ]
-    report = (await client.get("/v1/agreement", params={"rubric": "prmed@1", "raters": "judge:a,human:王医生", "n_boot": 0})).json()
+    report = (
+        await client.get("/v1/agreement", params={"rubric": "prmed@1", "raters": "judge:a,human:王医生", "n_boot": 0})
+    ).json()
     assert report["n_samples"] == 3
     assert report["pairs"][0]["overall"]["metrics"]["exact"]["value"] == 1.0
 

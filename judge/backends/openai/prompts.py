@@ -222,7 +222,12 @@ def render_prompts(
     if profile.mode == "isolated":
         return [
             render_prompt(
-                sample, rubric, language=language, axis_keys=[key], nonce=nonce, include_reasoning=key not in response_only
+                sample,
+                rubric,
+                language=language,
+                axis_keys=[key],
+                nonce=nonce,
+                include_reasoning=key not in response_only,
             )
             for key in rubric.axis_keys
         ]
