@@ -34,6 +34,9 @@ class JudgeProfile(BaseModel):
     logprobs: bool = False
     top_logprobs: Annotated[int, Field(ge=1, le=20)] = 20
     mode: Literal["joint", "isolated", "group"] = "joint"
+    # Group mode: how many distinct, seeded display orders each group is judged in; every sample's scores are
+    # averaged over them, so a position bias of the judge averages out instead of sticking to a response.
+    permutations: Annotated[int, Field(ge=1, le=8)] = 2
     # Prompt language; None follows the rubric's language.
     language: Literal["zh", "en"] | None = None
     concurrency: Annotated[int, Field(ge=1, le=4096)] = 16

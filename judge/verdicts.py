@@ -37,6 +37,10 @@ class AxisResult(BaseModel):
     rationale: str | None = None
     score_method: ScoreMethod = "integer"
     error: str | None = None
+    # Group mode with several permutations: the integer score given at each 1-based display position (the
+    # stored per-position effect that ``rubric-judge positions`` reads); ``score`` and ``expected`` are the
+    # averages over them.
+    by_position: dict[int, int] | None = None
 
     @classmethod
     def failed(cls, status: AxisStatus, error: str, rationale: str | None = None) -> AxisResult:

@@ -112,6 +112,9 @@ class RewardBatch:
     skipped: list[int]
     groups: list[GroupStats]
     usage: dict[str, int] = field(default_factory=dict)
+    # Per group: judge calls and tokens spent on it now (cache hits cost nothing); group mode with k
+    # permutations makes k calls per group.
+    group_usage: dict[str, Usage] = field(default_factory=dict)
 
     @property
     def zero_variance_fraction(self) -> float | None:
@@ -249,7 +252,17 @@ async def score_rewards(
         if outcome.index not in left_out and outcome.group_id is not None:
             by_group.setdefault(outcome.group_id, []).append(outcome.reward)
     stats = [group_stats(group_id, rewards) for group_id, rewards in by_group.items()]
-    return RewardBatch(outcomes, skipped, stats, _usage(outcomes, skipped, batch))
+    spent: dict[str, Usage] = {}
+    seen: set[str] = set()
+    for item in items:
+        result = scored.get(item.index)
+        if item.group_id is None or result is None or result.cached:
+            continue
+        verdict = result.verdict
+        if verdict is not None and verdict.id not in seen:
+            seen.add(verdict.id)
+            spent[item.group_id] = spent.get(item.group_id, Usage()).add(verdict.usage)
+    return RewardBatch(outcomes, skipped, stats, _usage(outcomes, skipped, batch), spent)
 
 
 def reward_outcome(item: PreparedItem, result: ScoredItem | None, rubric: Rubric) -> RewardOutcome:
@@ -335,6 +348,11 @@ def _usage(outcomes: Sequence[RewardOutcome], skipped: Sequence[int], batch: Sco
     }
 
 
+def _group_cost(usage: Usage | None) -> dict[str, int]:
+    usage = usage or Usage()
+    return {"calls": usage.calls, "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
+
+
 async def reward_request(runtime: Runtime, request: RewardsRequest) -> dict[str, Any]:
     """Serve ``POST /v1/rewards``: per-item rewards, per-group statistics, the zero-variance fraction, usage."""
     settings = runtime.settings
@@ -372,6 +390,7 @@ async def reward_request(runtime: Runtime, request: RewardsRequest) -> dict[str,
                 "std": g.std,
                 "distinct": g.distinct,
                 "zero_variance": g.zero_variance,
+                **_group_cost(batch.group_usage.get(g.group_id)),
             }
             for g in batch.groups
         ],

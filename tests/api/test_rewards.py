@@ -45,7 +45,8 @@ def write_profiles(path: Path, server: OpenAIServer) -> Path:
     judges = [
         {"name": "loop", **base},
         {"name": "loop-lp", **base, "logprobs": True, "top_logprobs": 5},
-        {"name": "loop-group", **base, "mode": "group"},
+        {"name": "loop-group", **base, "mode": "group", "permutations": 1},
+        {"name": "loop-group2", **base, "mode": "group"},
     ]
     path.write_text(yaml.safe_dump({"judges": judges}), encoding="utf-8")
     return path

@@ -49,6 +49,8 @@ def _profile(server: OpenAIServer, **overrides: Any) -> JudgeProfile:
         "model": "judge-model",
         "base_url": server.url,
         "mode": "group",
+        # One display order: these tests are about one group call; permutations have their own tests.
+        "permutations": 1,
         "concurrency": 8,
         "timeout_s": 5,
         "max_retries": 1,

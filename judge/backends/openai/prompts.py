@@ -10,6 +10,7 @@ a fake one, whatever nonce it guesses; the system prompt tells the judge that fe
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import re
 import secrets
@@ -294,6 +295,29 @@ def group_order(hashes: Sequence[str]) -> list[int]:
     order = sorted(range(len(hashes)), key=lambda i: (hashes[i], i))
     random.Random(int.from_bytes(seed[:8], "big")).shuffle(order)
     return order
+
+
+def group_orders(hashes: Sequence[str], k: int) -> list[list[int]]:
+    """Up to ``k`` distinct display orders of a group, the first being :func:`group_order`'s.
+
+    The second is the first reversed (every sample moves as far as it can: first and last swap); further ones
+    are seeded shuffles. Fewer come back when the group has fewer distinct orders (one sample: one order).
+    """
+    first = group_order(hashes)
+    orders = [first]
+    if k >= 2 and len(first) > 1:
+        orders.append(first[::-1])
+    seed = hashlib.sha256(("perm\x00" + "\x00".join(sorted(hashes))).encode()).digest()
+    rng = random.Random(int.from_bytes(seed[:8], "big"))
+    limit = math.factorial(min(len(first), 8))
+    tries = 0
+    while len(orders) < min(k, limit) and tries < 100:
+        tries += 1
+        candidate = list(first)
+        rng.shuffle(candidate)
+        if candidate not in orders:
+            orders.append(candidate)
+    return orders
 
 
 def output_group_json_schema(labels: Sequence[str], axis_keys: Sequence[str]) -> dict[str, Any]:
