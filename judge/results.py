@@ -80,7 +80,7 @@ def render_result(
         expected,
         on_missing=on_missing,
         distributions=distributions,
-        **output_facts(sample).aggregation_kwargs(),
+        **output_facts(sample, rubric).aggregation_kwargs(),
     )
     return {
         "id": sample.id,

@@ -472,7 +472,7 @@ def _outcome_summary(rubric: Rubric, outcome: JudgeOutcome, sample: Sample) -> d
         {k: a.score for k, a in outcome.axes.items()},
         {k: a.expected for k, a in outcome.axes.items()},
         distributions=level_distributions(outcome.axes),
-        **output_facts(sample).aggregation_kwargs(),
+        **output_facts(sample, rubric).aggregation_kwargs(),
     )
     return {"reward": agg.reward, "passed": agg.passed}
 

@@ -52,6 +52,7 @@ def aggregate(
     output_chars: int | None = None,
     truncated: bool = False,
     language_mismatch: bool = False,
+    keyword_padding: bool = False,
     distributions: Mapping[str, Mapping[int, float] | None] | None = None,
 ) -> Aggregate:
     """Aggregate integer axis scores (and optional expected scores) under ``rubric``'s pass and reward policies.
@@ -66,7 +67,8 @@ def aggregate(
 
     ``output_chars`` is the output's length as the policy wrote it (before any clipping), ``truncated``
     says it was cut before judging (``reward_policy.on_truncated``), ``language_mismatch`` that the
-    response is not in the patient's language (``reward_policy.language_gate``).
+    response is not in the patient's language (``reward_policy.language_gate``), ``keyword_padding``
+    that the CoT is padded with the rubric's axis titles (``reward_policy.padding_gate``).
     """
     plan = _plan(rubric)
     score_key = tuple(scores.get(k) for k in plan.axis_keys)
@@ -83,13 +85,15 @@ def aggregate(
         "output_chars": output_chars,
         "truncated": truncated,
         "language_mismatch": language_mismatch,
+        "keyword_padding": keyword_padding,
         "distributions": distributions,
     }
     # Cached RL batches aggregate the same verdicts again and again; the result is a pure function of
     # these inputs. bools are kept out because True == 1 would share a key with a valid score.
     if any(type(v) is bool for v in score_key):
         return _compute(rubric, scores, expected, **kwargs)  # type: ignore[arg-type]
-    key = (rubric.content_hash, score_key, expected_key, dist_key, on_missing, penalty, truncated, language_mismatch)
+    flags = (truncated, language_mismatch, keyword_padding)
+    key = (rubric.content_hash, score_key, expected_key, dist_key, on_missing, penalty, flags)
     hit = _MEMO.get(key)
     if hit is None:
         hit = _compute(rubric, scores, expected, **kwargs)  # type: ignore[arg-type]
@@ -110,8 +114,7 @@ _MemoKey = tuple[
     tuple[tuple[tuple[int, float], ...] | None, ...] | None,
     str,
     float,
-    bool,
-    bool,
+    tuple[bool, bool, bool],
 ]
 _MEMO: dict[_MemoKey, Aggregate] = {}
 # Enough for the working set of repeated RL batches (a few thousand items); each entry is ~2 KB, and a
@@ -128,6 +131,7 @@ def _compute(
     output_chars: int | None = None,
     truncated: bool = False,
     language_mismatch: bool = False,
+    keyword_padding: bool = False,
     distributions: Mapping[str, Mapping[int, float] | None] | None = None,
 ) -> Aggregate:
     plan = _plan(rubric)
@@ -166,9 +170,16 @@ def _compute(
         penalty = max(penalty, policy.truncation_penalty)
     gate_labels = [_gate_label(gate) for gate in fired]
     gate_labels += [f"{_gate_label(gate)} (p={p:.2f})" for gate, p in soft_gates if p >= 0.005]
-    language_gated = language_mismatch and policy.language_gate is not None
-    if language_gated:
-        gate_labels.append("language")
+    # Integrity gates (judge.integrity): name, gate, the reason shown.
+    integrity = [
+        (name, gate, why)
+        for name, gate, hit, why in (
+            ("language", policy.language_gate, language_mismatch, "the response is not in the patient's language"),
+            ("padding", policy.padding_gate, keyword_padding, "the CoT is padded with the rubric's axis titles"),
+        )
+        if hit and gate is not None
+    ]
+    gate_labels += [name for name, _, _ in integrity]
 
     # A partial layer mean would pass for a full one, so only "ignore" averages a layer with a gap.
     partial = on_missing == "ignore"
@@ -216,7 +227,7 @@ def _compute(
             return result(None, passed, [reason])
 
     # A sample passes only when every axis was scored (on_missing changes the reward, never this).
-    passed = not failing and not missing and not language_gated
+    passed = not failing and not missing and not integrity
     mean = _weighted_mean({k: values[k] for k in scored}, weights)
     if mean is None:
         return result(None, passed, [*reasons, "every scored axis has weight 0; reward is null"])
@@ -229,11 +240,10 @@ def _compute(
         # The expected reward over the judge's belief: capped with probability p, as is otherwise. Increasing
         # in the reward and decreasing in p, so moving mass up on any axis never lowers it.
         reward = (1.0 - p) * reward + p * min(reward, low + span * gate.reward)
-    if language_gated and policy.language_gate is not None:
-        reward = min(reward, low + span * policy.language_gate.reward)
-        reasons.append(
-            f"the response is not in the patient's language: reward capped at {policy.language_gate.reward:g}"
-        )
+    for _, integrity_gate, why in integrity:
+        if integrity_gate is not None:
+            reward = min(reward, low + span * integrity_gate.reward)
+            reasons.append(f"{why}: reward capped at {integrity_gate.reward:g}")
     if truncated and policy.on_truncated == "penalise":
         reasons.append(f"the output was cut before judging: penalty {penalty:g}")
     if penalty:

@@ -78,8 +78,8 @@ class LengthPenalty(_Strict):
     max_penalty: Annotated[float, Field(ge=0, le=1)] = 0.5
 
 
-class LanguageGate(_Strict):
-    """A response clearly not in the patient's language fails and has its reward capped at ``reward``."""
+class IntegrityGate(_Strict):
+    """A sample caught by an integrity check fails and has its reward capped at ``reward`` (on [0, 1])."""
 
     reward: Annotated[float, Field(ge=0, le=1)] = 0.0
 
@@ -99,7 +99,10 @@ class RewardPolicy(_Strict):
     # larger), "fail" fails the sample at the reward floor, "ignore" charges only the length penalty.
     on_truncated: Literal["penalise", "fail", "ignore"] = "penalise"
     truncation_penalty: Annotated[float, Field(ge=0, le=1)] = 0.25
-    language_gate: LanguageGate | None = None
+    # A response clearly not in the patient's language (judge.integrity.language).
+    language_gate: IntegrityGate | None = None
+    # A CoT padded with the rubric's own axis titles (judge.integrity.padding).
+    padding_gate: IntegrityGate | None = None
 
 
 class JudgingPolicy(_Strict):
@@ -195,7 +198,12 @@ class Rubric(_Strict):
 
 # section -> {field: default} of fields added after rubrics were published (issue 9).
 _ADDED_LATER: dict[str, dict[str, Any]] = {
-    "reward_policy": {"on_truncated": "penalise", "truncation_penalty": 0.25, "language_gate": None},
+    "reward_policy": {
+        "on_truncated": "penalise",
+        "truncation_penalty": 0.25,
+        "language_gate": None,
+        "padding_gate": None,
+    },
     "judging": {"response_only_layers": []},
 }
 

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from judge.integrity.language import language_mismatch
+from judge.integrity.padding import keyword_padding
 from judge.samples import Sample
+from rubrics.schema import Rubric
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +24,8 @@ class OutputFacts:
     truncated: bool
     # The response is clearly in another language than the patient's latest turn.
     language_mismatch: bool
+    # The CoT repeats the rubric's axis titles far more than doing the steps needs.
+    keyword_padding: bool = False
 
     def aggregation_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of :func:`rubrics.aggregation.aggregate` these facts decide."""
@@ -29,6 +33,7 @@ class OutputFacts:
             "output_chars": self.output_chars,
             "truncated": self.truncated,
             "language_mismatch": self.language_mismatch,
+            "keyword_padding": self.keyword_padding,
         }
 
 
@@ -41,10 +46,17 @@ def level_distributions(axes: Mapping[str, Any]) -> dict[str, dict[int, float] |
     return found
 
 
-def output_facts(sample: Sample) -> OutputFacts:
+def output_facts(sample: Sample, rubric: Rubric | None = None) -> OutputFacts:
+    """The facts of ``sample``; ``rubric`` (whose titles padding is counted against) only if it gates padding."""
     patient = next((m.content for m in reversed(sample.messages) if m.role == "user"), "")
+    padded = (
+        rubric is not None
+        and rubric.reward_policy.padding_gate is not None
+        and keyword_padding(sample.reasoning, rubric)
+    )
     return OutputFacts(
         output_chars=sample.original_chars,
         truncated=sample.clipped,
         language_mismatch=language_mismatch(patient, sample.response),
+        keyword_padding=padded,
     )

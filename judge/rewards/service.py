@@ -303,7 +303,7 @@ def reward_outcome(item: PreparedItem, result: ScoredItem | None, rubric: Rubric
         integers,
         expected,
         distributions=level_distributions(verdict.axes),
-        **output_facts(sample).aggregation_kwargs(),
+        **output_facts(sample, rubric).aggregation_kwargs(),
     )
     status = AxisStatus.ok.value
     if not verdict.complete:

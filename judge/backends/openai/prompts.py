@@ -28,8 +28,13 @@ from rubrics.schema import Axis, Language, Rubric
 AXES_LINE_PREFIX = "RUBRIC_AXES:"
 SCHEMA_NAME = "rubric_scores"
 
-_FENCE_RUN_OPEN = re.compile(r"<{3,}")
-_FENCE_RUN_CLOSE = re.compile(r">{3,}")
+# Runs of 3+ angle brackets, counting look-alikes (full-width, small, math) and letting invisible format
+# characters (zero-width space/joiners, bidi marks, BOM, soft hyphen) sit between them: a reader that skips
+# those or folds look-alikes must not see a fence marker either.
+_INVISIBLE = "\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff"
+_FENCE_RUN_OPEN = re.compile(f"[<＜﹤⟨〈](?:[{_INVISIBLE}]*[<＜﹤⟨〈]){{2,}}")
+_FENCE_RUN_CLOSE = re.compile(f"[>＞﹥⟩〉](?:[{_INVISIBLE}]*[>＞﹥⟩〉]){{2,}}")
+_BRACKET_COUNT = re.compile(f"[^{_INVISIBLE}]")
 # A fence as rendered here; the backreferences make the closing marker match its own opening one.
 FENCE_PATTERN = re.compile(r"<<<([A-Z_]+)_([0-9a-f]{8,})>>>\n(.*?)\n<<<END_\1_\2>>>", re.DOTALL)
 
@@ -54,9 +59,10 @@ def new_nonce() -> str:
 
 
 def neutralise(text: str) -> str:
-    """Make fence markers impossible inside ``text``: runs of 3+ ``<``/``>`` become ``‹``/``›``."""
-    text = _FENCE_RUN_OPEN.sub(lambda m: "‹" * len(m.group()), text)
-    return _FENCE_RUN_CLOSE.sub(lambda m: "›" * len(m.group()), text)
+    """Make fence markers impossible inside ``text``: runs of 3+ ``<``/``>`` (or look-alikes, with invisible
+    characters between them) become ``‹``/``›``, one per bracket."""
+    text = _FENCE_RUN_OPEN.sub(lambda m: "‹" * len(_BRACKET_COUNT.findall(m.group())), text)
+    return _FENCE_RUN_CLOSE.sub(lambda m: "›" * len(_BRACKET_COUNT.findall(m.group())), text)
 
 
 def fence(text: str, label: str, nonce: str) -> str:
