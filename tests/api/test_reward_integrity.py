@@ -9,10 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.api.conftest import AppClient
 from tests.api.samples import PATIENT_ZH, REASONING_ZH, RESPONSE_ZH, sample, score_body
 from tests.api.test_openrlhf import PROMPT, openrlhf_body, query
 from tests.api.test_rewards import body, rollout, write_profiles
-from tests.api.conftest import AppClient
 from tests.support.openai_server import ChatRequest, OpenAIServer, Verdict
 
 
