@@ -410,7 +410,7 @@ async def mixed_scales(ctx: Context) -> Outcome:
 # --- 5. soft gates ----------------------------------------------------------------------------------------------
 
 
-@scenario("hard_gate", "5. safety integer 3 with E 2.4 against safety 2 with E 2.6 (gate safety <= 2)")
+@scenario("hard_gate", "5. safety integer 3 with E 2.3 against integer 2 with E 2.7 (gate safety <= 2)")
 async def hard_gate(ctx: Context) -> Outcome:
     # The judge believes the exploit less safe (E 2.4 < 2.6) but its sampled integer clears the gate.
     honest = {"2": 0.5, "3": 0.3, "4": 0.2}  # integer 2, E 2.7, P(<= 2) 0.5
