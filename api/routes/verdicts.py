@@ -8,8 +8,8 @@ from api.deps import RuntimeDep, SessionDep
 from api.responses import FastJSONResponse
 from api.schemas import ERROR_RESPONSES
 from judge.errors import VerdictNotFound
-from judge.store.repository import VerdictRepository
 from judge.integrity.facts import level_distributions
+from judge.store.repository import VerdictRepository
 from rubrics.aggregation import aggregate
 
 router = APIRouter(tags=["verdicts"])
