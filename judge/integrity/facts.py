@@ -47,16 +47,17 @@ def level_distributions(axes: Mapping[str, Any]) -> dict[str, dict[int, float] |
 
 
 def output_facts(sample: Sample, rubric: Rubric | None = None) -> OutputFacts:
-    """The facts of ``sample``; ``rubric`` (whose titles padding is counted against) only if it gates padding."""
-    patient = next((m.content for m in reversed(sample.messages) if m.role == "user"), "")
-    padded = (
-        rubric is not None
-        and rubric.reward_policy.padding_gate is not None
-        and keyword_padding(sample.reasoning, rubric)
-    )
+    """The facts of ``sample`` under ``rubric``: language and padding are checked only if the rubric gates them."""
+    # The text checks run only for a rubric that gates on them: this runs for every item of every cached batch.
+    policy = rubric.reward_policy if rubric is not None else None
+    mismatch = False
+    if policy is not None and policy.language_gate is not None:
+        patient = next((m.content for m in reversed(sample.messages) if m.role == "user"), "")
+        mismatch = language_mismatch(patient, sample.response)
+    padded = rubric is not None and policy is not None and policy.padding_gate is not None
     return OutputFacts(
         output_chars=sample.original_chars,
         truncated=sample.clipped,
-        language_mismatch=language_mismatch(patient, sample.response),
-        keyword_padding=padded,
+        language_mismatch=mismatch,
+        keyword_padding=padded and rubric is not None and keyword_padding(sample.reasoning, rubric),
     )

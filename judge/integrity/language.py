@@ -7,7 +7,8 @@ fast, and decides only clear cases (``None`` when a text is too short or too mix
 
 from __future__ import annotations
 
-import unicodedata
+import re
+from functools import lru_cache
 from typing import Literal
 
 LanguageCode = Literal["zh", "en", "other"]
@@ -17,27 +18,28 @@ _MIN_LETTERS = 8
 _DECIDES, _EN_MAX_HAN = 0.3, 0.05
 
 
-def _is_han(ch: str) -> bool:
-    code = ord(ch)
-    return (
-        0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0x20000 <= code <= 0x2A6DF or 0xF900 <= code <= 0xFAFF
-    )
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002a6df]")
+_LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")
+_LETTER = re.compile(r"[^\W\d_]")
 
 
+def _count(pattern: re.Pattern[str], text: str) -> int:
+    return len(text) - len(pattern.sub("", text))
+
+
+@lru_cache(maxsize=4096)
 def dominant_language(text: str) -> LanguageCode | None:
     """``zh``, ``en``, ``other`` (another script: Cyrillic, Kana, Arabic…), or None when too short or too mixed."""
-    han = latin = other = 0
-    for ch in text:
-        if _is_han(ch):
-            han += 1
-        elif ch.isalpha():
-            if "LATIN" in unicodedata.name(ch, ""):
-                latin += 1
-            else:
-                other += 1
-    letters = han + latin + other
+    # Counted by regular expressions (C speed) and memoised: this runs for every rewarded item of a rubric with a
+    # language gate, and cached RL batches and GRPO groups repeat the same texts.
+    letters = _count(_LETTER, text)
+    if letters == 0:
+        return None
+    han = _count(_HAN, text)
+    latin = _count(_LATIN, text)
+    other = max(0, letters - han - latin)
     # A Han character carries about a word; count them triple so that short Chinese answers still decide.
-    if letters == 0 or han * 3 + latin + other < _MIN_LETTERS:
+    if han * 3 + latin + other < _MIN_LETTERS:
         return None
     if other / letters >= _DECIDES:
         return "other"

@@ -8,7 +8,7 @@ or titles making up a large share of the text, is padding. Deterministic, and bl
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 
 from rubrics.schema import Rubric
 
@@ -31,18 +31,23 @@ def rubric_titles(rubric: Rubric) -> tuple[str, ...]:
 
 
 def keyword_padding(reasoning: str, rubric: Rubric) -> bool:
-    """True when ``reasoning`` repeats the rubric's axis titles far more than a CoT that does the steps."""
+    """True when ``reasoning`` repeats ``rubric``'s axis titles far more than a CoT that does the steps."""
+    return _padded(reasoning, rubric_titles(rubric), len(rubric.axes))
+
+
+@lru_cache(maxsize=4096)
+def _padded(reasoning: str, titles: tuple[str, ...], n_axes: int) -> bool:
+    # Memoised: cached RL batches repeat the same CoTs.
     if not reasoning:
         return False
     text = reasoning.lower()
     mentions = chars = 0
-    for title in rubric_titles(rubric):
+    for title in titles:
         count = text.count(title)
         if count:
             mentions += count
             chars += count * len(title)
             text = text.replace(title, " ")
-    n_axes = len(rubric.axes)
     if mentions >= max(_MENTIONS_PER_AXIS * n_axes, 10):
         return True
     return mentions >= n_axes and chars / len(reasoning) >= _SHARE

@@ -18,7 +18,8 @@ LEVELS = (1, 2, 3, 4, 5)
 
 
 def _expected(distribution: dict[int, float]) -> float:
-    return sum(level * p for level, p in distribution.items()) / sum(distribution.values())
+    # Clamped as judge.backends.openai.logprobs does: float sums may land a hair outside 1..5.
+    return min(5.0, max(1.0, sum(level * p for level, p in distribution.items()) / sum(distribution.values())))
 
 
 def _reward(rubric: Rubric, distributions: dict[str, dict[int, float]]) -> float:
