@@ -47,8 +47,13 @@ def rewards(
     require_expected: Annotated[
         bool, typer.Option("--require-expected", help="Fail items whose reward would mix expected and integer scores.")
     ] = False,
+    rationale: Annotated[
+        str | None, typer.Option(help="Ask the judge for full | brief | none (scores only; cheapest) rationales.")
+    ] = None,
 ) -> None:
     """Rewards for a batch of rollouts (grouped by group_id), as /v1/rewards computes them."""
+    if rationale is not None and rationale not in ("full", "brief", "none"):
+        raise typer.BadParameter("full, brief or none", param_hint="--rationale")
     from judge.rewards.schemas import RewardsRequest
     from judge.rewards.service import reward_request
     from judge.runtime import Runtime
@@ -56,7 +61,8 @@ def rewards(
     async def main() -> dict[str, Any]:
         request = RewardsRequest.model_validate(
             {"rubric": rubric, "judge": judge, "items": read_items(source), "on_failure": on_failure,
-             "deadline_ms": deadline_ms, "cache": not no_cache, "require_expected": require_expected}
+             "deadline_ms": deadline_ms, "cache": not no_cache, "rationale": rationale,
+             "require_expected": require_expected}
         )  # fmt: skip
         async with await Runtime.open(get_settings()) as runtime:
             return await reward_request(runtime, request)

@@ -1,5 +1,11 @@
 """Judge prompts: the rubric, the fenced conversation and judged turn, and the output format.
 
+Layout (cache-friendly): everything that is the same for every sample of one rubric and profile comes first
+and is byte-identical from request to request (the system message, the rubric section, the output format),
+so that provider prefix caches (OpenAI, DeepSeek, vLLM and SGLang prefix caching) serve it at a fraction of
+the price. Then the per-request nonce, the fenced conversation and judged turn, and a short closing reminder
+with the machine-readable axes line.
+
 Every text written by someone other than us (patient turns, earlier assistant turns, the judged CoT and
 response, the reference) is put inside a fence whose markers carry a per-request random nonce
 (``<<<RESPONSE_1f3a…>>>`` … ``<<<END_RESPONSE_1f3a…>>>``). Runs of three or more ``<`` or ``>`` inside a
@@ -19,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from judge.backends.openai.prompt_text import GROUP_TEXT, TEXT
-from judge.profiles import JudgeProfile
+from judge.profiles import JudgeProfile, RationaleMode
 from judge.samples import Sample
 from rubrics.schema import Axis, Language, Rubric
 
@@ -35,6 +41,8 @@ _INVISIBLE = "\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff"
 _FENCE_RUN_OPEN = re.compile(f"[<＜﹤⟨〈](?:[{_INVISIBLE}]*[<＜﹤⟨〈]){{2,}}")
 _FENCE_RUN_CLOSE = re.compile(f"[>＞﹥⟩〉](?:[{_INVISIBLE}]*[>＞﹥⟩〉]){{2,}}")
 _BRACKET_COUNT = re.compile(f"[^{_INVISIBLE}]")
+# Two brackets in a row (possibly with invisible characters between): the cheap pre-check of neutralise.
+_MAYBE_FENCE = re.compile(f"[<＜﹤⟨〈>＞﹥⟩〉][{_INVISIBLE}]*[<＜﹤⟨〈>＞﹥⟩〉]")
 # A fence as rendered here; the backreferences make the closing marker match its own opening one.
 FENCE_PATTERN = re.compile(r"<<<([A-Z_]+)_([0-9a-f]{8,})>>>\n(.*?)\n<<<END_\1_\2>>>", re.DOTALL)
 
@@ -48,6 +56,7 @@ class RenderedPrompt:
     axis_keys: tuple[str, ...]
     nonce: str
     language: Language
+    rationale: RationaleMode = "full"
 
     def messages(self) -> list[dict[str, str]]:
         return [{"role": "system", "content": self.system}, {"role": "user", "content": self.user}]
@@ -61,6 +70,8 @@ def new_nonce() -> str:
 def neutralise(text: str) -> str:
     """Make fence markers impossible inside ``text``: runs of 3+ ``<``/``>`` (or look-alikes, with invisible
     characters between them) become ``‹``/``›``, one per bracket."""
+    if not _MAYBE_FENCE.search(text):
+        return text  # the usual case: one scan for a bracket run is far cheaper than the substitutions
     text = _FENCE_RUN_OPEN.sub(lambda m: "‹" * len(_BRACKET_COUNT.findall(m.group())), text)
     return _FENCE_RUN_CLOSE.sub(lambda m: "›" * len(_BRACKET_COUNT.findall(m.group())), text)
 
@@ -74,18 +85,29 @@ def prompt_language(profile: JudgeProfile, rubric: Rubric) -> Language:
     return profile.language or rubric.language
 
 
-def output_json_schema(axis_keys: Sequence[str]) -> dict[str, Any]:
-    """The ``json_schema`` member of a strict ``response_format``: rationale before score, scores 1..5."""
-    axis_schema = {
+def _axis_schema(rationale: RationaleMode) -> dict[str, Any]:
+    score = {"type": "integer", "enum": [1, 2, 3, 4, 5]}
+    if rationale == "none":
+        # Scores only: the smallest answer, and nothing for the judge to write before a score.
+        return score
+    return {
         "type": "object",
         "properties": {
             # Order matters to grammar-constrained decoders: the rationale is written before the score.
             "rationale": {"type": "string"},
-            "score": {"type": "integer", "enum": [1, 2, 3, 4, 5]},
+            "score": score,
         },
         "required": ["rationale", "score"],
         "additionalProperties": False,
     }
+
+
+def output_json_schema(axis_keys: Sequence[str], rationale: RationaleMode = "full") -> dict[str, Any]:
+    """The ``json_schema`` member of a strict ``response_format``: rationale before score, scores 1..5.
+
+    ``rationale="none"``: each axis is a bare score.
+    """
+    axis_schema = _axis_schema(rationale)
     return {
         "name": SCHEMA_NAME,
         "strict": True,
@@ -105,10 +127,12 @@ def output_json_schema(axis_keys: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def response_format(structured_output: str, axis_keys: Sequence[str]) -> dict[str, Any] | None:
+def response_format(
+    structured_output: str, axis_keys: Sequence[str], rationale: RationaleMode = "full"
+) -> dict[str, Any] | None:
     """The ``response_format`` request field for a profile's ``structured_output`` (None: plain text)."""
     if structured_output == "json_schema":
-        return {"type": "json_schema", "json_schema": output_json_schema(axis_keys)}
+        return {"type": "json_schema", "json_schema": output_json_schema(axis_keys, rationale)}
     if structured_output == "json_object":
         return {"type": "json_object"}
     return None
@@ -117,10 +141,13 @@ def response_format(structured_output: str, axis_keys: Sequence[str]) -> dict[st
 _ROLE_LABELS = {"system": "SYSTEM_PROMPT", "user": "PATIENT_MESSAGE", "assistant": "ASSISTANT_MESSAGE"}
 
 
-def answer_template(axis_keys: Sequence[str], language: Language) -> str:
+def answer_template(axis_keys: Sequence[str], language: Language, rationale: RationaleMode = "full") -> str:
     """The JSON shape the judge must answer with, as shown in the prompt."""
-    placeholder = TEXT[language]["rationale_placeholder"]
-    body = ", ".join(f'"{key}": {{"rationale": "{placeholder}", "score": <1-5>}}' for key in axis_keys)
+    if rationale == "none":
+        body = ", ".join(f'"{key}": <1-5>' for key in axis_keys)
+    else:
+        placeholder = TEXT[language]["rationale_brief_placeholder" if rationale == "brief" else "rationale_placeholder"]
+        body = ", ".join(f'"{key}": {{"rationale": "{placeholder}", "score": <1-5>}}' for key in axis_keys)
     return f'{{"axes": {{{body}}}}}'
 
 
@@ -164,12 +191,28 @@ def _rubric_section(rubric: Rubric, language: Language, keys: tuple[str, ...]) -
     return _cached(("rubric", rubric.content_hash, language, keys), build)
 
 
-def _format_section(language: Language, keys: tuple[str, ...]) -> str:
+def _format_section(language: Language, keys: tuple[str, ...], rationale: RationaleMode) -> str:
     def build() -> str:
-        template = TEXT[language]["format"].format(template=answer_template(keys, language))
-        return f"{template}\n\n{AXES_LINE_PREFIX} {','.join(keys)}"
+        name = {"full": "format", "brief": "format_brief", "none": "format_none"}[rationale]
+        return TEXT[language][name].format(template=answer_template(keys, language, rationale))
 
-    return _cached(("format", "", language, keys), build)
+    return _cached(("format", rationale, language, keys), build)
+
+
+def _static_section(rubric: Rubric, language: Language, keys: tuple[str, ...], rationale: RationaleMode) -> str:
+    """The start of the user message: the rubric and the output format, the same for every sample."""
+
+    def build() -> str:
+        return f"{_rubric_section(rubric, language, keys)}\n\n{_format_section(language, keys, rationale)}"
+
+    return _cached(("static", f"{rubric.content_hash}:{rationale}", language, keys), build)
+
+
+def _tail(language: Language, keys: tuple[str, ...]) -> str:
+    def build() -> str:
+        return f"{TEXT[language]['tail']}\n\n{AXES_LINE_PREFIX} {','.join(keys)}"
+
+    return _cached(("tail", "", language, keys), build)
 
 
 def render_prompt(
@@ -179,17 +222,21 @@ def render_prompt(
     language: Language,
     axis_keys: Sequence[str] | None = None,
     nonce: str | None = None,
+    rationale: RationaleMode = "full",
     include_reasoning: bool = True,
 ) -> RenderedPrompt:
     """Render one judge request for ``axis_keys`` (default: every axis of the rubric, in rubric order).
 
-    ``include_reasoning=False`` withholds the CoT (axes judged on the response alone).
+    The system message and the user message up to the nonce are the same for every sample of one rubric,
+    axes, language and rationale mode (see the module docstring). ``include_reasoning=False`` withholds the
+    CoT (axes judged on the response alone).
     """
     keys = tuple(axis_keys) if axis_keys is not None else tuple(rubric.axis_keys)
     nonce = nonce or new_nonce()
     text = TEXT[language]
 
-    parts = [_rubric_section(rubric, language, keys), text["conversation"]]
+    parts = [_static_section(rubric, language, keys, rationale), text["markers"].format(nonce=nonce)]
+    parts.append(text["conversation"])
     for i, message in enumerate(sample.messages, start=1):
         parts.append(text["turn"].format(i=i, who=text[f"who_{message.role}"]))
         parts.append(fence(message.content, _ROLE_LABELS[message.role], nonce))
@@ -206,54 +253,73 @@ def render_prompt(
     if sample.reference:
         parts.append(text["reference"])
         parts.append(fence(sample.reference, "REFERENCE", nonce))
-    parts.append(_format_section(language, keys))
+    parts.append(_tail(language, keys))
 
     return RenderedPrompt(
-        system=text["system"].format(nonce=nonce),
+        system=text["system"],
         user="\n\n".join(parts),
         axis_keys=keys,
         nonce=nonce,
         language=language,
+        rationale=rationale,
     )
+
+
+def response_only_axes(rubric: Rubric) -> set[str]:
+    """Axes of the rubric's ``judging.response_only_layers``: judged on the response alone, without the CoT."""
+    alone = set(rubric.judging.response_only_layers)
+    return {axis.key for axis in rubric.axes if axis.layer in alone}
+
+
+def prompt_axis_sets(rubric: Rubric, mode: str) -> list[tuple[str, ...]]:
+    """The axes of each call a mode makes for one sample: all (joint, group), one layer each, one axis each.
+
+    Outside group mode, response-only axes (:func:`response_only_axes`) get calls of their own: a joint call is
+    split in two, the CoT's axes and the response-only ones.
+    """
+    if mode == "isolated":
+        return [(key,) for key in rubric.axis_keys]
+    if mode == "layered":
+        sets = [tuple(a.key for a in rubric.axes if a.layer == layer.key) for layer in rubric.layers]
+    else:
+        sets = [tuple(rubric.axis_keys)]
+    alone = response_only_axes(rubric) if mode != "group" else set()
+    split: list[tuple[str, ...]] = []
+    for keys in sets:
+        split.append(tuple(k for k in keys if k not in alone))
+        split.append(tuple(k for k in keys if k in alone))
+    return [keys for keys in split if keys]
 
 
 def render_prompts(
     sample: Sample, rubric: Rubric, profile: JudgeProfile, *, nonce: str | None = None
 ) -> list[RenderedPrompt]:
-    """The requests a profile makes for one sample: one for all axes (joint), or one per axis (isolated)."""
+    """The requests a profile makes for one sample: one for all axes (joint), one per rubric layer (layered),
+    or one per axis (isolated)."""
     language = prompt_language(profile, rubric)
     nonce = nonce or new_nonce()
-    # Axes of the rubric's response-only layers are judged without the CoT, in a call of their own.
-    alone = set(rubric.judging.response_only_layers)
-    response_only = [axis.key for axis in rubric.axes if axis.layer in alone]
-    if profile.mode == "isolated":
-        return [
-            render_prompt(
-                sample,
-                rubric,
-                language=language,
-                axis_keys=[key],
-                nonce=nonce,
-                include_reasoning=key not in response_only,
-            )
-            for key in rubric.axis_keys
-        ]
-    if response_only:
-        rest = [key for key in rubric.axis_keys if key not in response_only]
-        prompts = [render_prompt(sample, rubric, language=language, axis_keys=rest, nonce=nonce)] if rest else []
-        prompts.append(
-            render_prompt(
-                sample, rubric, language=language, axis_keys=response_only, nonce=nonce, include_reasoning=False
-            )
+    # Axes of the rubric's response-only layers are judged without the CoT (prompt_axis_sets keeps them apart).
+    alone = response_only_axes(rubric)
+    return [
+        render_prompt(
+            sample,
+            rubric,
+            language=language,
+            axis_keys=keys,
+            nonce=nonce,
+            rationale=profile.rationale,
+            include_reasoning=not set(keys) <= alone,
         )
-        return prompts
-    return [render_prompt(sample, rubric, language=language, nonce=nonce)]
+        for keys in prompt_axis_sets(rubric, profile.mode)
+    ]
 
 
-def repair_instruction(error: str, axis_keys: Sequence[str], language: Language) -> str:
+def repair_instruction(
+    error: str, axis_keys: Sequence[str], language: Language, rationale: RationaleMode = "full"
+) -> str:
     """The follow-up user message that asks once more for a parsable answer."""
-    return TEXT[language]["repair"].format(
-        error=error, template=answer_template(axis_keys, language), keys=", ".join(axis_keys)
+    return TEXT[language]["repair_none" if rationale == "none" else "repair"].format(
+        error=error, template=answer_template(axis_keys, language, rationale), keys=", ".join(axis_keys)
     )
 
 
@@ -275,6 +341,7 @@ class RenderedGroupPrompt:
     labels: tuple[str, ...]
     nonce: str
     language: Language
+    rationale: RationaleMode = "full"
 
     def messages(self) -> list[dict[str, str]]:
         return [{"role": "system", "content": self.system}, {"role": "user", "content": self.user}]
@@ -326,9 +393,11 @@ def group_orders(hashes: Sequence[str], k: int) -> list[list[int]]:
     return orders
 
 
-def output_group_json_schema(labels: Sequence[str], axis_keys: Sequence[str]) -> dict[str, Any]:
+def output_group_json_schema(
+    labels: Sequence[str], axis_keys: Sequence[str], rationale: RationaleMode = "full"
+) -> dict[str, Any]:
     """The ``json_schema`` member of a strict group ``response_format``: per candidate and axis, rationale, score."""
-    candidate = output_json_schema(axis_keys)["schema"]["properties"]["axes"]
+    candidate = output_json_schema(axis_keys, rationale)["schema"]["properties"]["axes"]
     return {
         "name": GROUP_SCHEMA_NAME,
         "strict": True,
@@ -349,38 +418,60 @@ def output_group_json_schema(labels: Sequence[str], axis_keys: Sequence[str]) ->
 
 
 def group_response_format(
-    structured_output: str, labels: Sequence[str], axis_keys: Sequence[str]
+    structured_output: str, labels: Sequence[str], axis_keys: Sequence[str], rationale: RationaleMode = "full"
 ) -> dict[str, Any] | None:
     """The ``response_format`` request field of a group call (None: plain text)."""
     if structured_output == "json_schema":
-        return {"type": "json_schema", "json_schema": output_group_json_schema(labels, axis_keys)}
+        return {"type": "json_schema", "json_schema": output_group_json_schema(labels, axis_keys, rationale)}
     if structured_output == "json_object":
         return {"type": "json_object"}
     return None
 
 
-def group_answer_template(labels: Sequence[str], axis_keys: Sequence[str], language: Language) -> str:
+def group_answer_template(
+    labels: Sequence[str], axis_keys: Sequence[str], language: Language, rationale: RationaleMode = "full"
+) -> str:
     """The JSON shape of a group answer: the first candidate written out, the others elided."""
-    axes = answer_template(axis_keys, language)[len('{"axes": ') : -1]
+    axes = answer_template(axis_keys, language, rationale)[len('{"axes": ') : -1]
     shown = f'"{labels[0]}": {axes}' if labels else ""
     more = f', "{labels[1]}": {{…}}' if len(labels) > 1 else ""
     tail = f', …, "{labels[-1]}": {{…}}' if len(labels) > 2 else ""
     return f'{{"responses": {{{shown}{more}{tail}}}}}'
 
 
-def _group_format_section(language: Language, labels: tuple[str, ...], keys: tuple[str, ...]) -> str:
-    template = group_answer_template(labels, keys, language)
-    text = GROUP_TEXT[language]["format"].format(labels=", ".join(labels), template=template, keys=", ".join(keys))
-    return f"{text}\n\n{AXES_LINE_PREFIX} {','.join(keys)}\n{CANDIDATES_LINE_PREFIX} {','.join(labels)}"
+def _group_format_section(
+    language: Language, labels: tuple[str, ...], keys: tuple[str, ...], rationale: RationaleMode
+) -> str:
+    template = group_answer_template(labels, keys, language, rationale)
+    name = "format_none" if rationale == "none" else "format"
+    return GROUP_TEXT[language][name].format(labels=", ".join(labels), template=template, keys=", ".join(keys))
+
+
+def _group_static_section(
+    rubric: Rubric, language: Language, labels: tuple[str, ...], keys: tuple[str, ...], rationale: RationaleMode
+) -> str:
+    """The start of a group prompt's user message: the same for every group of one size."""
+
+    def build() -> str:
+        return (
+            f"{_rubric_section(rubric, language, keys)}\n\n{_group_format_section(language, labels, keys, rationale)}"
+        )
+
+    return _cached(("group", f"{rubric.content_hash}:{rationale}:{','.join(labels)}", language, keys), build)
 
 
 def render_group_prompt(
-    samples: Sequence[Sample], rubric: Rubric, *, language: Language, nonce: str | None = None
+    samples: Sequence[Sample],
+    rubric: Rubric,
+    *,
+    language: Language,
+    nonce: str | None = None,
+    rationale: RationaleMode = "full",
 ) -> RenderedGroupPrompt:
     """One request judging ``samples`` (responses to one conversation) together, labelled A, B, … in the given order.
 
     The caller chooses the order (see :func:`group_order`); the conversation and reference are the first
-    sample's, which all samples of a group share.
+    sample's, which all samples of a group share. As in :func:`render_prompt`, the static part comes first.
     """
     if not samples:
         raise ValueError("a group prompt needs at least one sample")
@@ -390,7 +481,8 @@ def render_group_prompt(
     text, group = TEXT[language], GROUP_TEXT[language]
     first = samples[0]
 
-    parts = [_rubric_section(rubric, language, keys), text["conversation"]]
+    parts = [_group_static_section(rubric, language, labels, keys, rationale), text["markers"].format(nonce=nonce)]
+    parts.append(text["conversation"])
     for i, message in enumerate(first.messages, start=1):
         parts.append(text["turn"].format(i=i, who=text[f"who_{message.role}"]))
         parts.append(fence(message.content, _ROLE_LABELS[message.role], nonce))
@@ -406,23 +498,26 @@ def render_group_prompt(
     if first.reference:
         parts.append(text["reference"])
         parts.append(fence(first.reference, "REFERENCE", nonce))
-    parts.append(_group_format_section(language, labels, keys))
+    parts.append(f"{group['tail']}\n\n{AXES_LINE_PREFIX} {','.join(keys)}\n{CANDIDATES_LINE_PREFIX} {','.join(labels)}")
 
     return RenderedGroupPrompt(
-        system=text["system"].format(nonce=nonce) + group["system_extra"].format(n=len(samples)),
+        system=text["system"] + group["system_extra"].format(n=len(samples)),
         user="\n\n".join(parts),
         axis_keys=keys,
         labels=labels,
         nonce=nonce,
         language=language,
+        rationale=rationale,
     )
 
 
-def group_repair_instruction(error: str, labels: Sequence[str], axis_keys: Sequence[str], language: Language) -> str:
+def group_repair_instruction(
+    error: str, labels: Sequence[str], axis_keys: Sequence[str], language: Language, rationale: RationaleMode = "full"
+) -> str:
     """The follow-up user message that asks once more for a parsable group answer."""
-    return GROUP_TEXT[language]["repair"].format(
+    return GROUP_TEXT[language]["repair_none" if rationale == "none" else "repair"].format(
         error=error,
-        template=group_answer_template(labels, axis_keys, language),
+        template=group_answer_template(labels, axis_keys, language, rationale),
         labels=", ".join(labels),
         keys=", ".join(axis_keys),
     )
