@@ -15,7 +15,8 @@ from judge.errors import InvalidRubric, JudgeNotFound, RubricJudgeError
 
 # Bumped whenever prompt templates or output parsing change, so old cache entries stop matching.
 # 2: cache-friendly layout (static system, rubric and output format first; the nonce and judged texts after).
-JUDGE_PROTOCOL_VERSION = "2"
+# 3: the parser never takes a quoted verdict, prefers a complete one, refuses disagreeing ones (issue 9).
+JUDGE_PROTOCOL_VERSION = "3"
 
 # Fields that change how to reach a judge, not what it says: left out of the profile hash.
 CONNECTION_FIELDS = frozenset(
@@ -52,6 +53,9 @@ class JudgeProfile(BaseModel):
     # group: one call for all responses to one prompt.
     mode: Literal["joint", "layered", "isolated", "group"] = "joint"
     rationale: RationaleMode = "full"
+    # Group mode: how many distinct, seeded display orders each group is judged in; every sample's scores are
+    # averaged over them, so a position bias of the judge averages out instead of sticking to a response.
+    permutations: Annotated[int, Field(ge=1, le=8)] = 2
     # Prompt language; None follows the rubric's language.
     language: Literal["zh", "en"] | None = None
     concurrency: Annotated[int, Field(ge=1, le=4096)] = 16

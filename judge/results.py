@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from judge.integrity.facts import level_distributions, output_facts
 from judge.scorer import ScoredItem
 from judge.verdicts import AxisStatus
 from rubrics.aggregation import aggregate
@@ -23,6 +24,7 @@ def render_result(
     expected: dict[str, float | None] = {}
     verdict_id: str | None
     error: str | None
+    distributions: dict[str, dict[int, float] | None] = {}
     raw = item.raw
     if raw is not None:
         # A cache hit: its JSON already has the axes' serialised shape, so no Verdict is built.
@@ -43,6 +45,7 @@ def render_result(
             axes[key] = out
             scores[key] = out["score"]
             expected[key] = out["expected"]
+        distributions = level_distributions(raw["axes"])
     elif (verdict := item.verdict) is not None:
         verdict_id, error = verdict.id, verdict.error
         for key, axis in verdict.axes.items():
@@ -61,6 +64,7 @@ def render_result(
             axes[key] = out
             scores[key] = axis.score
             expected[key] = axis.expected
+        distributions = level_distributions(verdict.axes)
     else:
         verdict_id, error = None, DEADLINE_ERROR
         for key in rubric.axis_keys:
@@ -75,7 +79,8 @@ def render_result(
         scores,
         expected,
         on_missing=on_missing,
-        output_chars=len(sample.reasoning) + len(sample.response),
+        distributions=distributions,
+        **output_facts(sample, rubric).aggregation_kwargs(),
     )
     return {
         "id": sample.id,

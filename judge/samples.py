@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 Role = Literal["system", "user", "assistant"]
 
@@ -46,7 +47,30 @@ class SampleIn(BaseModel):
             raise ValueError("give either `completion` or `reasoning` + `response`, not both")
         if self.completion is None and self.response is None:
             raise ValueError("a sample needs `response` (with optional `reasoning`) or `completion`")
+        check_judged_turn(
+            self.messages, {"completion": self.completion, "reasoning": self.reasoning, "response": self.response}
+        )
         return self
+
+
+def check_judged_turn(messages: list[Message], texts: dict[str, str | None]) -> None:
+    """Refuse what cannot be judged honestly (see :mod:`judge.integrity`), with a machine-readable error type.
+
+    A judged text with chat turn markers (a forged turn) is ``turn_markers``; a conversation without a patient
+    turn to answer is ``conversation``. Raised inside validators, they become validation errors with that type:
+    a 422 naming the field on ``/v1/score``, an ``invalid`` item with that reason on reward routes and in jobs.
+    """
+    # Imported here: judge.integrity.facts imports this module.
+    from judge.integrity.conversation import conversation_problem
+    from judge.integrity.turn_markers import find_turn_markers, turn_marker_message
+
+    for name, text in texts.items():
+        families = find_turn_markers(text) if text else []
+        if families:
+            raise PydanticCustomError("turn_markers", turn_marker_message(name, families))
+    problem = conversation_problem(messages)
+    if problem is not None:
+        raise PydanticCustomError("conversation", problem)
 
 
 class Sample(BaseModel):
@@ -63,6 +87,13 @@ class Sample(BaseModel):
     # Set when the CoT or response was cut to a configured limit before judging.
     clipped: bool = False
     hash: str
+    # Characters of the CoT and response before clipping (penalties use what the policy wrote, not what the
+    # judge saw); -1 when unknown (a Sample built by hand), which falls back to the texts' lengths.
+    original_length: int = -1
+
+    @property
+    def original_chars(self) -> int:
+        return self.original_length if self.original_length >= 0 else len(self.reasoning) + len(self.response)
 
     def canonical(self) -> dict[str, Any]:
         return canonical_content(self.messages, self.reasoning, self.response, self.reference)
@@ -125,6 +156,7 @@ def normalise(
     reasoning = _WS_RUN.sub("\n", normalise_text(reasoning))
     response = _WS_RUN.sub("\n", normalise_text(response))
     clipped = False
+    original_length = len(reasoning) + len(response)
     if max_reasoning_chars is not None and len(reasoning) > max_reasoning_chars:
         reasoning, clipped = reasoning[:max_reasoning_chars], True
     if max_response_chars is not None and len(response) > max_response_chars:
@@ -140,4 +172,5 @@ def normalise(
         metadata=sample.metadata,
         clipped=clipped,
         hash=digest,
+        original_length=original_length,
     )

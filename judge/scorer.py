@@ -20,8 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from judge import metrics
 from judge.backends.base import GroupJudgeBackend, JudgeBackend
-from judge.backends.openai.prompts import group_order
+from judge.backends.openai.prompts import group_orders
 from judge.cache import VerdictCache
+from judge.integrity.facts import level_distributions, output_facts
 from judge.lookup import StoreLookup
 from judge.outage import OutageLog
 from judge.profiles import JudgeProfile
@@ -278,18 +279,18 @@ class Scorer:
     async def _judge_group(
         self, backend: GroupJudgeBackend, plan: _GroupPlan, rubric: Rubric, profile: JudgeProfile
     ) -> dict[str, Verdict]:
-        shown = [plan.samples[i] for i in group_order([s.hash for s in plan.samples])]
+        orders = group_orders([s.hash for s in plan.samples], profile.permutations)
+        shown = [plan.samples[i] for i in orders[0]]
         started = time.perf_counter()
-        try:
-            outcomes = await backend.score_group(shown, rubric)
-            if len(outcomes) != len(shown):
-                raise ValueError(f"backend returned {len(outcomes)} outcomes for {len(shown)} samples")
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.exception("judge %s failed on a group of %d", profile.name, len(shown))
-            error = f"{type(exc).__name__}: {exc}"
-            outcomes = [JudgeOutcome.all_failed(rubric.axis_keys, AxisStatus.judge_error, error) for _ in shown]
+        # One call per display order, concurrently; each sample's scores are averaged over the orders.
+        runs = await asyncio.gather(
+            *(self._judge_order(backend, [plan.samples[i] for i in order], rubric, profile) for order in orders)
+        )
+        by_sample: dict[str, list[tuple[int, JudgeOutcome]]] = {}
+        for order, outcomes in zip(orders, runs, strict=True):
+            for position, (index, outcome) in enumerate(zip(order, outcomes, strict=True), start=1):
+                by_sample.setdefault(plan.samples[index].hash, []).append((position, outcome))
+        outcomes = [average_outcomes(by_sample[sample.hash], rubric) for sample in shown]
         latency_ms = (time.perf_counter() - started) * 1000
         verdicts: dict[str, Verdict] = {}
         for position, (sample, outcome) in enumerate(zip(shown, outcomes, strict=True), start=1):
@@ -314,6 +315,21 @@ class Scorer:
         # Written together, so the group-commit writer stores them in one transaction.
         await asyncio.gather(*(self._writer.write(verdicts[s.hash], s) for s in shown))
         return verdicts
+
+    async def _judge_order(
+        self, backend: GroupJudgeBackend, shown: list[Sample], rubric: Rubric, profile: JudgeProfile
+    ) -> list[JudgeOutcome]:
+        try:
+            outcomes = await backend.score_group(shown, rubric)
+            if len(outcomes) != len(shown):
+                raise ValueError(f"backend returned {len(outcomes)} outcomes for {len(shown)} samples")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("judge %s failed on a group of %d", profile.name, len(shown))
+            error = f"{type(exc).__name__}: {exc}"
+            outcomes = [JudgeOutcome.all_failed(rubric.axis_keys, AxisStatus.judge_error, error) for _ in shown]
+        return [_complete_axes(outcome, rubric) for outcome in outcomes]
 
     def _forget(self, key: str) -> Callable[[asyncio.Task[Verdict]], None]:
         def done(_: asyncio.Task[Verdict]) -> None:
@@ -393,6 +409,57 @@ class Scorer:
         self._backends.clear()
 
 
+def average_outcomes(runs: Sequence[tuple[int, JudgeOutcome]], rubric: Rubric) -> JudgeOutcome:
+    """One sample's outcome over the display orders it was judged in: ``(position, outcome)`` per order.
+
+    Per axis, over the orders where it was scored: the integer score is the rounded mean (halves up), the
+    expected score and mass the means (when every such order gave one), the level distribution the mean
+    distribution; ``by_position`` keeps each order's integer. An axis scored in no order keeps the first
+    order's failure. Usage adds up over the orders. A single order is returned as it is.
+    """
+    if len(runs) == 1:
+        return runs[0][1]
+    usage = Usage()
+    for _, outcome in runs:
+        usage = usage.add(outcome.usage)
+    axes: dict[str, AxisResult] = {}
+    for key in rubric.axis_keys:
+        ok = [(position, outcome.axes[key]) for position, outcome in runs if outcome.axes[key].status is AxisStatus.ok]
+        if not ok:
+            axes[key] = runs[0][1].axes[key]
+            continue
+        scores = [axis.score for _, axis in ok if axis.score is not None]
+        mean = sum(scores) / len(scores)
+        expected = [axis.expected for _, axis in ok]
+        masses = [axis.mass for _, axis in ok]
+        distributions = [axis.probabilities for _, axis in ok]
+        averaged: dict[int, float] | None = None
+        if all(d for d in distributions):
+            averaged = {
+                level: sum((d or {}).get(level, 0.0) for d in distributions) / len(distributions)
+                for level in range(1, 6)
+            }
+            averaged = {level: p for level, p in averaged.items() if p > 0}
+        axes[key] = AxisResult(
+            score=int(mean + 0.5),
+            expected=sum(e for e in expected if e is not None) / len(expected)
+            if all(e is not None for e in expected)
+            else None,
+            mass=sum(m for m in masses if m is not None) / len(masses) if all(m is not None for m in masses) else None,
+            probabilities=averaged,
+            status=AxisStatus.ok,
+            rationale=ok[0][1].rationale,
+            score_method=ok[0][1].score_method,
+            by_position={position: axis.score for position, axis in ok if axis.score is not None},
+        )
+    errors = list(dict.fromkeys(outcome.error for _, outcome in runs if outcome.error))
+    return JudgeOutcome(
+        axes=axes,
+        usage=usage,
+        error="; ".join(errors) if errors and not all(a.status is AxisStatus.ok for a in axes.values()) else None,
+    )
+
+
 def _context_hash(sample: Sample) -> str:
     """What the samples of one group call must share: the conversation and the reference."""
     return content_hash({"messages": sample.canonical()["messages"], "reference": sample.reference})
@@ -404,7 +471,8 @@ def _outcome_summary(rubric: Rubric, outcome: JudgeOutcome, sample: Sample) -> d
         rubric,
         {k: a.score for k, a in outcome.axes.items()},
         {k: a.expected for k, a in outcome.axes.items()},
-        output_chars=len(sample.reasoning) + len(sample.response),
+        distributions=level_distributions(outcome.axes),
+        **output_facts(sample, rubric).aggregation_kwargs(),
     )
     return {"reward": agg.reward, "passed": agg.passed}
 

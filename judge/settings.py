@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     reward_fallback: float = 0.0
     # Reward requests answer by then whatever is unfinished (under OpenRLHF's 180 s client timeout).
     reward_deadline_s: float | None = Field(default=150.0, gt=0)
+    # /get_reward: fail (judge_failed) an item whose reward would mix expected and integer axis scores.
+    reward_require_expected: bool = False
     # CoT and response are cut to these lengths before judging; the item is flagged ``truncated``.
     max_reasoning_chars: int | None = Field(default=None, ge=1)
     max_response_chars: int | None = Field(default=None, ge=1)

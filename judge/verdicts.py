@@ -30,10 +30,17 @@ class AxisResult(BaseModel):
     expected: float | None = Field(default=None, ge=1, le=5)
     # Probability mass the top logprobs put on the tokens "1".."5" (how much of E is covered).
     mass: float | None = Field(default=None, ge=0, le=1.0001)
+    # The judge's belief over the levels 1..5 (normalised over the levels the top logprobs cover); soft gates
+    # weigh the reward by it. None without logprobs.
+    probabilities: dict[int, float] | None = None
     status: AxisStatus
     rationale: str | None = None
     score_method: ScoreMethod = "integer"
     error: str | None = None
+    # Group mode with several permutations: the integer score given at each 1-based display position (the
+    # stored per-position effect that ``rubric-judge positions`` reads); ``score`` and ``expected`` are the
+    # averages over them.
+    by_position: dict[int, int] | None = None
 
     @classmethod
     def failed(cls, status: AxisStatus, error: str, rationale: str | None = None) -> AxisResult:

@@ -78,6 +78,12 @@ class LengthPenalty(_Strict):
     max_penalty: Annotated[float, Field(ge=0, le=1)] = 0.5
 
 
+class IntegrityGate(_Strict):
+    """A sample caught by an integrity check fails and has its reward capped at ``reward`` (on [0, 1])."""
+
+    reward: Annotated[float, Field(ge=0, le=1)] = 0.0
+
+
 class RewardPolicy(_Strict):
     """How axis scores become one scalar reward in [0, 1]."""
 
@@ -88,6 +94,23 @@ class RewardPolicy(_Strict):
     normalise: Literal["minmax", "none"] = "minmax"
     use_expected: bool = True
     length_penalty: LengthPenalty | None = None
+    # What an output cut to RJ_MAX_*_CHARS before judging costs (the judge never saw the rest): "penalise"
+    # takes at least ``truncation_penalty`` off the reward (the length penalty, on the original length, when
+    # larger), "fail" fails the sample at the reward floor, "ignore" charges only the length penalty.
+    on_truncated: Literal["penalise", "fail", "ignore"] = "penalise"
+    truncation_penalty: Annotated[float, Field(ge=0, le=1)] = 0.25
+    # A response clearly not in the patient's language (judge.integrity.language).
+    language_gate: IntegrityGate | None = None
+    # A CoT padded with the rubric's own axis titles (judge.integrity.padding).
+    padding_gate: IntegrityGate | None = None
+
+
+class JudgingPolicy(_Strict):
+    """How the judge is shown a sample (the rubric's part of it; a judge profile says the rest)."""
+
+    # Layers whose axes are judged on the response alone, without the CoT (the patient never sees the CoT):
+    # they get a judge call of their own in joint and isolated modes.
+    response_only_layers: list[str] = Field(default_factory=list)
 
 
 class Rubric(_Strict):
@@ -101,6 +124,7 @@ class Rubric(_Strict):
     axes: Annotated[list[Axis], Field(min_length=1)]
     pass_policy: PassPolicy = Field(default_factory=PassPolicy)
     reward_policy: RewardPolicy = Field(default_factory=RewardPolicy)
+    judging: JudgingPolicy = Field(default_factory=JudgingPolicy)
 
     @model_validator(mode="after")
     def _consistent(self) -> Rubric:
@@ -126,6 +150,9 @@ class Rubric(_Strict):
         for i, gate in enumerate(self.reward_policy.gates):
             if gate.axis not in known:
                 raise ValueError(f"reward_policy.gates[{i}].axis names unknown axis {gate.axis!r}")
+        for layer in self.judging.response_only_layers:
+            if layer not in layer_keys:
+                raise ValueError(f"judging.response_only_layers names unknown layer {layer!r}; known: {layer_keys}")
         return self
 
     @property
@@ -143,7 +170,17 @@ class Rubric(_Strict):
         raise KeyError(key)
 
     def canonical_json(self) -> bytes:
-        return orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+        data = self.model_dump(mode="json")
+        # Fields added after rubrics were published are left out while at their defaults, so that an old
+        # rubric (prmed@1) keeps its content hash and its stored verdicts keep matching.
+        for section, defaults in _ADDED_LATER.items():
+            part = data.get(section, {})
+            for name, default in defaults.items():
+                if part.get(name) == default:
+                    part.pop(name, None)
+            if section == "judging" and not part:
+                data.pop(section, None)
+        return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
 
     # A cached_property, not a private attribute: pydantic's == ignores it, so equality does not
     # depend on whether the hash was read yet.
@@ -157,6 +194,18 @@ class Rubric(_Strict):
         # The copy may have other content; its hash is computed afresh.
         copy.__dict__.pop("content_hash", None)
         return copy
+
+
+# section -> {field: default} of fields added after rubrics were published (issue 9).
+_ADDED_LATER: dict[str, dict[str, Any]] = {
+    "reward_policy": {
+        "on_truncated": "penalise",
+        "truncation_penalty": 0.25,
+        "language_gate": None,
+        "padding_gate": None,
+    },
+    "judging": {"response_only_layers": []},
+}
 
 
 def _repeated(keys: list[str]) -> list[str]:

@@ -8,6 +8,7 @@ from api.deps import RuntimeDep, SessionDep
 from api.responses import FastJSONResponse
 from api.schemas import ERROR_RESPONSES
 from judge.errors import VerdictNotFound
+from judge.integrity.facts import level_distributions
 from judge.store.repository import VerdictRepository
 from rubrics.aggregation import aggregate
 
@@ -26,6 +27,7 @@ async def get_verdict(verdict_id: str, runtime: RuntimeDep, session: SessionDep)
             rubric,
             {k: a.score for k, a in verdict.axes.items()},
             {k: a.expected for k, a in verdict.axes.items()},
+            distributions=level_distributions(verdict.axes),
         )
         body.update(agg.model_dump(mode="json"))
     return FastJSONResponse(body)

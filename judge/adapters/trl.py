@@ -98,6 +98,11 @@ class _BatchScorer:
             if items:
                 log_metric("rj/failed_fraction", float(usage.get("failed", 0)) / len(items))
                 log_metric("rj/cache_hit_fraction", float(usage.get("cached", 0)) / len(items))
+                # Reward integrity (issue 9): rewards on mixed scales, and items an integrity guard refused.
+                methods = [item.get("score_method") for item in answer.get("items", [])]
+                log_metric("rj/mixed_scale_fraction", sum(m == "mixed" for m in methods) / len(items))
+                log_metric("rj/expected_score_fraction", sum(m == "expected" for m in methods) / len(items))
+                log_metric("rj/refused_fraction", float(usage.get("refused", 0)) / len(items))
         return answer
 
 

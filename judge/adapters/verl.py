@@ -11,9 +11,11 @@ reference answer. Configure verl with::
       name: compute_score
       reward_kwargs: {base_url: "http://127.0.0.1:8000", judge: deepseek}
 
-The answer is ``{"score": reward, **axis_scores, "judge_failed", "truncated", "passed"}`` with the same keys for
-every sample (verl logs them): an axis without a score is 0.0 (scores are 1..5), and a failed sample's score is
-``fallback`` with ``judge_failed`` 1.0.
+The answer is ``{"score": reward, **axis_scores, "judge_failed", "truncated", "passed", "score_expected",
+"score_mixed", "refused"}`` with the same keys for every sample (verl logs them): an axis without a score is 0.0
+(scores are 1..5), and a failed sample's score is ``fallback`` with ``judge_failed`` 1.0. ``score_expected`` /
+``score_mixed`` are 1.0 when the reward's axis scores were all / only partly expected scores (``score_method``);
+``refused`` is 1.0 when an integrity guard refused the sample (turn markers, a malformed conversation).
 """
 
 from __future__ import annotations
@@ -99,6 +101,9 @@ def make_compute_score(
             "judge_failed": 1.0 if failed else 0.0,
             "truncated": 1.0 if result["truncated"] else 0.0,
             "passed": 1.0 if result["passed"] else 0.0,
+            "score_expected": 1.0 if result.get("score_method") == "expected" else 0.0,
+            "score_mixed": 1.0 if result.get("score_method") == "mixed" else 0.0,
+            "refused": 1.0 if result.get("reason") in ("turn_markers", "conversation") else 0.0,
         }
 
     return compute_score

@@ -33,10 +33,14 @@ PAIR_METRICS: tuple[str, ...] = (
     "mean_diff",
     "pass_kappa",
     "pass_f1",
+    # Skewed scales (a pass line at 5): "all 5 but one 4" has exact agreement 0.95+ and QWK/α 0; Gwet's AC2
+    # (ordinal weights) and PABAK (the pass decision) do not collapse there.
+    "gwet_ac2",
+    "pass_pabak",
 )
 # Metrics of a set of raters with missing data; the rest of a group's row is the mean over its pairs.
 GROUP_METRICS: tuple[str, ...] = ("alpha_ordinal", "alpha_interval", "icc2_1", "icc2_k")
-PASS_METRICS: tuple[str, ...] = ("pass_kappa", "pass_f1")
+PASS_METRICS: tuple[str, ...] = ("pass_kappa", "pass_f1", "pass_pabak")
 
 
 # --- reference implementations (libraries) ---------------------------------------------------------------------
@@ -54,6 +58,39 @@ def qwk(a: ArrayLike, b: ArrayLike, labels: ArrayLike = (1, 2, 3, 4, 5)) -> floa
 
     x, y = _pairs(a, b)
     return float(cohen_kappa_score(x, y, labels=np.asarray(labels), weights="quadratic"))
+
+
+def ordinal_weights(levels: int = 5) -> FloatArray:
+    """Gwet's ordinal weights: 1 − C(|k−l|+1, 2) / max (irrCAC's ``ordinal`` weights; 1 on the diagonal)."""
+    k = np.arange(levels)
+    span = np.abs(k[:, None] - k[None, :]) + 1
+    pairs = span * (span - 1) / 2
+    return np.asarray(1.0 - pairs / pairs.max(), dtype=np.float64)
+
+
+def gwet_ac2(a: ArrayLike, b: ArrayLike, levels: int = 5) -> float:
+    """Gwet's AC2 of two raters with ordinal weights, from their 1..``levels`` scores (pairs with a gap left out).
+
+    ``(pa − pe) / (1 − pe)`` with ``pa = Σ w_kl p_kl`` and ``pe = Σw / (q(q−1)) · Σ π_k (1 − π_k)``, π_k the
+    mean of the two raters' marginal shares (Gwet 2014, Handbook of Inter-Rater Reliability, 4th ed., ch. 3 & 5).
+    """
+    x, y = _pairs(a, b)
+    if len(x) == 0:
+        return float("nan")
+    table = np.zeros((levels, levels))
+    np.add.at(table, (x.astype(int) - 1, y.astype(int) - 1), 1.0)
+    w = ordinal_weights(levels)
+    p = table / len(x)
+    pa = float((w * p).sum())
+    pi = (p.sum(axis=1) + p.sum(axis=0)) / 2
+    pe = float(w.sum() / (levels * (levels - 1)) * (pi * (1 - pi)).sum())
+    return (pa - pe) / (1 - pe) if pe < 1 else float("nan")
+
+
+def pabak(a: ArrayLike, b: ArrayLike) -> float:
+    """Prevalence-adjusted bias-adjusted kappa of two binary ratings: 2·p_o − 1 (Byrt, Bishop & Carlin 1993)."""
+    x, y = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
+    return float(2 * np.mean(x == y) - 1) if len(x) else float("nan")
 
 
 def cohen_kappa(a: ArrayLike, b: ArrayLike) -> float:
@@ -284,7 +321,20 @@ def table_metrics(table: ArrayLike, threshold: float, values: ArrayLike | None =
     fp = t[..., ~passing, :][..., passing].sum(axis=(-2, -1))
     tn = t[..., ~passing, :][..., ~passing].sum(axis=(-2, -1))
     out["pass_kappa"], out["pass_f1"] = binary_metrics(tp, fn, fp, tn)
+    out["pass_pabak"] = pabak_from_cells(tp, fn, fp, tn)
+
+    # Gwet's AC2 with ordinal weights (see gwet_ac2).
+    w = ordinal_weights(c)
+    pa = _safe_div((t * w).sum(axis=(-2, -1)), n)
+    pi = _safe_div(rows + cols, 2 * n[..., None])
+    pe = w.sum() / (c * (c - 1)) * (pi * (1 - pi)).sum(axis=-1)
+    out["gwet_ac2"] = np.where(n > 0, _safe_div(pa - pe, 1 - pe), np.nan)
     return out
+
+
+def pabak_from_cells(tp: FloatArray, fn: FloatArray, fp: FloatArray, tn: FloatArray) -> FloatArray:
+    """PABAK of a pass/fail decision from its 2 × 2 cells."""
+    return 2 * _safe_div(tp + tn, tp + fn + fp + tn) - 1
 
 
 def binary_metrics(tp: FloatArray, fn: FloatArray, fp: FloatArray, tn: FloatArray) -> tuple[FloatArray, FloatArray]:

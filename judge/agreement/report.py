@@ -135,6 +135,8 @@ TABLE_METRICS: tuple[tuple[str, str], ...] = (
     ("within_one", "±1"),
     ("pass_kappa", "pass κ"),
     ("pass_f1", "pass F1"),
+    ("gwet_ac2", "AC2"),
+    ("pass_pabak", "PABAK"),
 )
 PAIR_TABLE_METRICS: tuple[tuple[str, str], ...] = (
     ("qwk", "QWK"),
@@ -147,6 +149,8 @@ PAIR_TABLE_METRICS: tuple[tuple[str, str], ...] = (
     ("mean_diff", "mean b−a"),
     ("pass_kappa", "pass κ"),
     ("pass_f1", "pass F1"),
+    ("gwet_ac2", "AC2"),
+    ("pass_pabak", "PABAK"),
 )
 BAR_METRICS: tuple[str, ...] = ("qwk", "alpha_ordinal", "icc2_1")
 # Families known to carry CJK glyphs, tried when fontconfig cannot be asked.

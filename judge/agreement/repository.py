@@ -172,7 +172,11 @@ class AgreementRepository:
         return removed
 
     async def group_scores(self, rubric_hash: str, judge: str) -> list[GroupScore]:
-        """Ok axis scores of a judge's complete group-mode verdicts, with the group and the display position."""
+        """Ok axis scores of a judge's complete group-mode verdicts, with the group and the display position.
+
+        A verdict averaged over several display orders (``permutations``) gives one score per position it was
+        shown at (``by_position``), so the per-position effect stays measurable after averaging.
+        """
         stmt = (
             select(VerdictRow.sample_hash, VerdictRow.group_hash, VerdictRow.group_position, VerdictRow.axes)
             .where(
@@ -188,6 +192,12 @@ class AgreementRepository:
         for sample_hash, group_hash, position, axes in await self._session.execute(stmt):
             for axis, result in axes.items():
                 score = result.get("score") if isinstance(result, dict) else None
-                if isinstance(result, dict) and result.get("status") == "ok" and score is not None:
+                if not isinstance(result, dict) or result.get("status") != "ok" or score is None:
+                    continue
+                by_position = result.get("by_position")
+                if isinstance(by_position, dict) and by_position:
+                    for shown_at, given in by_position.items():
+                        out.append(GroupScore(sample_hash, str(group_hash), int(shown_at) - 1, axis, float(given)))
+                else:
                     out.append(GroupScore(sample_hash, str(group_hash), int(position) - 1, axis, float(score)))
         return out

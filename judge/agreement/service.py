@@ -117,8 +117,10 @@ def _evaluate(
     w = profile_weights[offset : offset + prof.size]
     t2 = np.moveaxis(np.asarray(pass_map @ w, dtype=np.float64).reshape(n_pairs, 2, 2, b), -1, 0)
     # Category 1 is fail, 2 pass; rows are rater a (the reference).
-    kappa, f1 = metrics.binary_metrics(t2[..., 1, 1], t2[..., 1, 0], t2[..., 0, 1], t2[..., 0, 0])
-    return pair_out, group_out, {"pass_kappa": kappa, "pass_f1": f1}, tables
+    cells = (t2[..., 1, 1], t2[..., 1, 0], t2[..., 0, 1], t2[..., 0, 0])
+    kappa, f1 = metrics.binary_metrics(*cells)
+    pabak = metrics.pabak_from_cells(*cells)
+    return pair_out, group_out, {"pass_kappa": kappa, "pass_f1": f1, "pass_pabak": pabak}, tables
 
 
 def _nanmean(values: NDArray[np.floating], axis: int) -> NDArray[np.float64]:

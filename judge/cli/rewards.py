@@ -44,6 +44,9 @@ def rewards(
     on_failure: Annotated[str, typer.Option(help="null | floor | skip: a failed item's reward.")] = "null",
     deadline_ms: Annotated[int | None, typer.Option(help="Budget for the whole batch.")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Judge again even if a verdict exists.")] = False,
+    require_expected: Annotated[
+        bool, typer.Option("--require-expected", help="Fail items whose reward would mix expected and integer scores.")
+    ] = False,
     rationale: Annotated[
         str | None, typer.Option(help="Ask the judge for full | brief | none (scores only; cheapest) rationales.")
     ] = None,
@@ -58,7 +61,8 @@ def rewards(
     async def main() -> dict[str, Any]:
         request = RewardsRequest.model_validate(
             {"rubric": rubric, "judge": judge, "items": read_items(source), "on_failure": on_failure,
-             "deadline_ms": deadline_ms, "cache": not no_cache, "rationale": rationale}
+             "deadline_ms": deadline_ms, "cache": not no_cache, "rationale": rationale,
+             "require_expected": require_expected}
         )  # fmt: skip
         async with await Runtime.open(get_settings()) as runtime:
             return await reward_request(runtime, request)
@@ -76,24 +80,25 @@ def rewards(
 
 def _print(body: dict[str, Any]) -> None:
     items = Table(title=f"{body['rubric']} · judge {body['judge']} ({body['mode']})")
-    for column in ("#", "id", "group", "reward", "passed", "status", "cached", "error"):
+    for column in ("#", "id", "group", "reward", "passed", "status", "method", "cached", "error"):
         items.add_column(column)
     for item in body["items"]:
         reward = item.get("reward")
         items.add_row(
             str(item.get("index")), str(item.get("id") or ""), str(item.get("group_id") or ""),
             "" if reward is None else f"{reward:.3f}", str(item.get("passed")), str(item.get("status")),
-            str(item.get("cache_hit")), str(item.get("error") or "")[:60],
+            str(item.get("score_method") or item.get("reason") or ""), str(item.get("cache_hit")),
+            str(item.get("error") or "")[:60],
         )  # fmt: skip
     console.print(items)
     groups = Table(title="groups")
-    for column in ("group", "size", "scored", "mean", "std", "distinct", "zero variance"):
+    for column in ("group", "size", "scored", "mean", "std", "distinct", "zero variance", "calls"):
         groups.add_column(column)
     for g in body["groups"]:
         mean, std = g.get("mean"), g.get("std")
         groups.add_row(
             str(g["group_id"]), str(g["size"]), str(g["scored"]), "" if mean is None else f"{mean:.3f}",
-            "" if std is None else f"{std:.3f}", str(g["distinct"]), str(g["zero_variance"]),
+            "" if std is None else f"{std:.3f}", str(g["distinct"]), str(g["zero_variance"]), str(g.get("calls", "")),
         )  # fmt: skip
     console.print(groups)
     fraction = body.get("zero_variance_fraction")

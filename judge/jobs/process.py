@@ -254,15 +254,20 @@ async def _curate_one(runtime: Runtime, plan: JobPlan, line: int, prompt: Prompt
             return _curated(
                 base, ItemState.failed, conversation, prompt, last, lineage, f"round {round_no}: {exc.message}"
             )
-        sample = normalise(
-            SampleIn(
-                id=prompt.id,
-                messages=conversation,
-                reasoning=draft.reasoning,
-                response=draft.response,
-                reference=prompt.reference,
+        try:
+            sample = normalise(
+                SampleIn(
+                    id=prompt.id,
+                    messages=conversation,
+                    reasoning=draft.reasoning,
+                    response=draft.response,
+                    reference=prompt.reference,
+                )
             )
-        )
+        except ValidationError as exc:
+            # A draft an integrity guard refuses (e.g. turn markers): never judged on a part.
+            refused = f"round {round_no}: the draft was refused: {_validation_message(exc)}"
+            return _curated(base, ItemState.failed, conversation, prompt, last, lineage, refused)
         item: ScoredItem = (await runtime.scorer.score(plan.rubric, plan.judge_profile, [sample])).items[0]
         judged = _judged_usage(item, set())
         if judged is not None:

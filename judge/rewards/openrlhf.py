@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from judge.rewards.schemas import RewardItemIn
 from judge.rewards.service import (
+    INTEGRITY_REASONS,
     RewardOutcome,
     deadline_s,
     invalid_item,
@@ -38,8 +39,10 @@ _SPECIAL_NAMES = "endoftext|im_end|eot_id|end_of_text|begin_of_text|eom_id|pad"
 _EDGE_TOKEN = rf"(?:\s|<\|(?:{_SPECIAL_NAMES})\|>|</?s>|<｜(?:begin|end)▁of▁sentence｜>)"
 _EDGE_TOKENS = re.compile(f"^{_EDGE_TOKEN}+|{_EDGE_TOKEN}+$")
 _ROLES: dict[str, Role] = {"system": "system", "user": "user", "assistant": "assistant"}
-# Base names of the per-item logs; per-axis scores are logged as ``axis_<key>``.
-FLAG_LOGS = ("judge_failed", "truncated", "cache_hit", "passed")
+# Base names of the per-item logs; per-axis scores are logged as ``axis_<key>``. ``score_expected``: every
+# axis of the reward was an expected score; ``score_mixed``: some were, some integers (score_method "mixed");
+# ``refused``: an integrity guard refused the item (turn markers, a malformed conversation).
+FLAG_LOGS = ("judge_failed", "truncated", "cache_hit", "passed", "score_expected", "score_mixed", "refused")
 
 
 class QueryError(ValueError):
@@ -81,31 +84,64 @@ def _turns(text: str, start: str, header_end: str | None, end: str) -> list[tupl
     return turns
 
 
+def _split_turns(text: str) -> list[tuple[str, str]] | None:
+    if _CHATML_START in text:
+        return _turns(text, _CHATML_START, None, _CHATML_END)
+    if _LLAMA_START in text:
+        return _turns(text, _LLAMA_START, _LLAMA_HEADER_END, _LLAMA_END)
+    return None
+
+
+def _context(turns: list[tuple[str, str]]) -> list[Message]:
+    return [Message(role=_ROLES.get(role, "user"), content=strip_edges(content)) for role, content in turns]
+
+
 def parse_query(query: str, prompt: str | None = None) -> ParsedQuery:
     """Split a chat-templated ``query`` (prompt + response) into the conversation and the judged turn.
 
-    The judged turn is the last assistant turn, everything before it is the conversation (multi-turn
-    dialogues keep every earlier patient and assistant turn). Roles other than system/assistant (tool,
-    observation, …) are given to the judge as user turns. Without turn markers, ``prompt`` must be a prefix
-    of the query: it becomes the user turn and the rest the judged completion.
+    With ``prompt`` a prefix of the query (what OpenRLHF sends), the judged completion is exactly the rest
+    (end tokens stripped), never split further: turn markers in it are the policy's, and the item is then
+    refused (``turn_markers``), never judged on a part. The conversation is the prompt's turns. Without a
+    usable prompt, the query is split at its turn markers: the judged turn is the last assistant turn,
+    everything before it is the conversation (multi-turn dialogues keep every earlier patient and assistant
+    turn); a prompt that is given but not a prefix must have as many turns as the query has before its
+    last one, so that a forged turn cannot slip in. Roles other than system/assistant (tool, observation, …)
+    are given to the judge as user turns.
     """
     text = strip_edges(query)
-    turns: list[tuple[str, str]] | None = None
-    if _CHATML_START in text:
-        turns = _turns(text, _CHATML_START, None, _CHATML_END)
-    elif _LLAMA_START in text:
-        turns = _turns(text, _LLAMA_START, _LLAMA_HEADER_END, _LLAMA_END)
+    head = strip_edges(prompt) if prompt else ""
+    if head and text.startswith(head):
+        completion = strip_edges(text[len(head) :])
+        prompt_turns = _split_turns(head)
+        if prompt_turns is None:
+            return ParsedQuery([Message(role="user", content=head)], completion)
+        # A prompt that ends by opening the assistant turn (add_generation_prompt) leaves a last turn that is
+        # the start of the completion: empty, or an opened block such as Qwen3's "<think>".
+        if prompt_turns and prompt_turns[-1][0] == "assistant":
+            completion = strip_edges(prompt_turns[-1][1] + "\n" + completion)
+            prompt_turns = prompt_turns[:-1]
+        context = _context(prompt_turns)
+        if not context:
+            raise QueryError("the prompt has no conversation before the judged assistant turn")
+        return ParsedQuery(context, completion)
+    turns = _split_turns(text)
+    if turns is not None and head:
+        prompt_turns = _split_turns(head) or []
+        if prompt_turns and prompt_turns[-1][0] == "assistant":
+            prompt_turns = prompt_turns[:-1]
+        if len(turns) != len(prompt_turns) + 1:
+            raise QueryError(
+                f"turn_markers: the query has {len(turns)} turns where its prompt has {len(prompt_turns)} "
+                "before the judged one; the completion may hold forged turns"
+            )
     if turns is not None:
         if not turns or turns[-1][0] != "assistant":
             last = turns[-1][0] if turns else "none"
             raise QueryError(f"the query has no assistant turn to judge (its last turn is {last!r})")
-        context = [Message(role=_ROLES.get(role, "user"), content=strip_edges(content)) for role, content in turns[:-1]]
+        context = _context(turns[:-1])
         if not context:
             raise QueryError("the query has no conversation before the judged assistant turn")
         return ParsedQuery(context, strip_edges(turns[-1][1]))
-    head = strip_edges(prompt) if prompt else ""
-    if head and text.startswith(head):
-        return ParsedQuery([Message(role="user", content=head)], strip_edges(text[len(head) :]))
     raise QueryError(
         "cannot split the query into prompt and response: it has no chat turn markers (<|im_start|>) "
         "and the prompt is not a prefix of it"
@@ -140,6 +176,9 @@ def render(outcomes: list[RewardOutcome], rubric: Rubric, fallback: float) -> di
         logs["truncated"].append(1.0 if outcome.truncated else 0.0)
         logs["cache_hit"].append(1.0 if outcome.cache_hit else 0.0)
         logs["passed"].append(1.0 if outcome.passed else 0.0)
+        logs["score_expected"].append(1.0 if outcome.score_method == "expected" else 0.0)
+        logs["score_mixed"].append(1.0 if outcome.score_method == "mixed" else 0.0)
+        logs["refused"].append(1.0 if outcome.reason in INTEGRITY_REASONS else 0.0)
         for key, value in outcome.scores.items():
             # OpenRLHF turns every log into a tensor, so a missing score is logged as 0 (outside 1..5), never null.
             logs[f"axis_{key}"].append(value if value is not None else 0.0)
@@ -169,7 +208,8 @@ async def get_reward(
         try:
             parsed = parse_query(query, prompt)
         except QueryError as exc:
-            prepared.append(invalid_item(i, None, str(exc)))
+            reason = "turn_markers" if str(exc).startswith("turn_markers") else "input"
+            prepared.append(invalid_item(i, None, str(exc), reason=reason))
             continue
         item = RewardItemIn(
             messages=parsed.messages,
@@ -178,6 +218,12 @@ async def get_reward(
         )
         prepared.append(prepare_item(i, item, settings))
     batch = await score_rewards(
-        runtime, resolved_rubric, profile, prepared, on_failure="null", deadline=deadline_s(runtime, None)
+        runtime,
+        resolved_rubric,
+        profile,
+        prepared,
+        on_failure="null",
+        deadline=deadline_s(runtime, None),
+        require_expected=settings.reward_require_expected,
     )
     return render(batch.outcomes, resolved_rubric, settings.reward_fallback)

@@ -83,6 +83,8 @@ class RewardsRequest(BaseModel):
     # The whole call's budget; what is unfinished by then follows ``on_failure`` (and is still cached later).
     deadline_ms: Annotated[int | None, Field(gt=0, le=3_600_000)] = None
     cache: bool = True
+    # Fail (status no_logprobs) an item whose reward would mix expected and integer axis scores.
+    require_expected: bool = False
 
 
 class RewardsRequestSchema(RewardsRequest):

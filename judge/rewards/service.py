@@ -15,6 +15,7 @@ import orjson
 from pydantic import ValidationError
 
 from judge.errors import LimitExceeded
+from judge.integrity.facts import level_distributions, output_facts
 from judge.profiles import JudgeProfile, with_rationale
 from judge.rewards.schemas import OnFailure, RewardItemIn, RewardRequestError, RewardsRequest
 from judge.rewards.stats import GroupStats, group_stats, zero_variance_fraction
@@ -29,6 +30,10 @@ from rubrics.schema import Rubric
 
 # Item statuses besides the axis statuses (ok, parse_error, judge_error, timeout, truncated).
 INVALID = "invalid"
+# An item whose reward would mix expected and integer scores, refused under ``require_expected``.
+NO_LOGPROBS = "no_logprobs"
+# Machine-readable reasons of invalid items that integrity guards refuse (judge.integrity).
+INTEGRITY_REASONS = frozenset({"turn_markers", "conversation"})
 # Which failure names an item with several failed axes: the one most likely to explain the others.
 _STATUS_ORDER = (AxisStatus.timeout, AxisStatus.judge_error, AxisStatus.truncated, AxisStatus.parse_error)
 DEADLINE_ERROR = "deadline exceeded; the judge call goes on and its verdict will be cached"
@@ -44,6 +49,8 @@ class PreparedItem:
     group_id: str | None
     sample: Sample | None
     error: str | None = None
+    # Why an invalid item is invalid, in one word: "turn_markers", "conversation", or "input".
+    reason: str | None = None
 
 
 @dataclass(slots=True)
@@ -66,6 +73,11 @@ class RewardOutcome:
     # Display position (1-based) in a group-mode judge call; None otherwise.
     position: int | None = None
     verdict_id: str | None = None
+    # Which scale the reward's axis values are on: "expected" (every axis from logprobs or a model),
+    # "integer" (none), "mixed" (some: the reward is not comparable with its group's); None when unscored.
+    score_method: str | None = None
+    # Why an invalid item is invalid, in one word ("turn_markers", "conversation", "input"); None otherwise.
+    reason: str | None = None
 
     @property
     def failed(self) -> bool:
@@ -86,6 +98,8 @@ class RewardOutcome:
             "error": self.error,
             "position": self.position,
             "verdict_id": self.verdict_id,
+            "score_method": self.score_method,
+            "reason": self.reason,
         }
 
 
@@ -98,6 +112,9 @@ class RewardBatch:
     skipped: list[int]
     groups: list[GroupStats]
     usage: dict[str, int] = field(default_factory=dict)
+    # Per group: judge calls and tokens spent on it now (cache hits cost nothing); group mode with k
+    # permutations makes k calls per group.
+    group_usage: dict[str, Usage] = field(default_factory=dict)
 
     @property
     def zero_variance_fraction(self) -> float | None:
@@ -119,7 +136,7 @@ def prepare_item(index: int, raw: Any, settings: Settings) -> PreparedItem:
     try:
         item = raw if isinstance(raw, RewardItemIn) else RewardItemIn.model_validate(raw)
     except ValidationError as exc:
-        return invalid_item(index, item_id, _validation_message(exc), group_id)
+        return invalid_item(index, item_id, _validation_message(exc), group_id, _reason(exc))
     limit = settings.max_text_chars
     for name, text in item.texts():
         if len(text) > limit:
@@ -131,12 +148,22 @@ def prepare_item(index: int, raw: Any, settings: Settings) -> PreparedItem:
             max_response_chars=settings.max_response_chars,
         )
     except ValidationError as exc:
-        return invalid_item(index, item.id, _validation_message(exc), item.group_id)
+        return invalid_item(index, item.id, _validation_message(exc), item.group_id, _reason(exc))
     return PreparedItem(index, item.id, item.group_id or conversation_group(sample), sample)
 
 
-def invalid_item(index: int, item_id: str | None, error: str, group_id: str | None = None) -> PreparedItem:
-    return PreparedItem(index, item_id, group_id, None, error)
+def invalid_item(
+    index: int, item_id: str | None, error: str, group_id: str | None = None, reason: str = "input"
+) -> PreparedItem:
+    return PreparedItem(index, item_id, group_id, None, error, reason)
+
+
+def _reason(exc: ValidationError) -> str:
+    """The integrity guard that refused an item (judge.integrity), else "input" for any other bad field."""
+    for error in exc.errors(include_url=False):
+        if error.get("type") in INTEGRITY_REASONS:
+            return str(error["type"])
+    return "input"
 
 
 def _validation_message(exc: ValidationError) -> str:
@@ -170,8 +197,13 @@ async def score_rewards(
     on_failure: OnFailure = "null",
     deadline: float | None = None,
     use_cache: bool = True,
+    require_expected: bool = False,
 ) -> RewardBatch:
-    """Score prepared items; group-mode profiles judge each group (same ``group_id``) in one call."""
+    """Score prepared items; group-mode profiles judge each group (same ``group_id``) in one call.
+
+    ``require_expected``: an item whose reward would mix expected and integer axis scores fails with status
+    ``no_logprobs`` instead (its reward would not be on the scale of its group's).
+    """
     valid = [item for item in items if item.sample is not None]
     scored: dict[int, ScoredItem] = {}
     batch: ScoreBatch | None = None
@@ -198,6 +230,13 @@ async def score_rewards(
     skipped: list[int] = []
     for item in items:
         outcome = reward_outcome(item, scored.get(item.index), rubric)
+        if require_expected and outcome.status == AxisStatus.ok.value and outcome.score_method != "expected":
+            outcome.status = NO_LOGPROBS
+            outcome.error = (
+                f"require_expected: the reward would use {outcome.score_method} scores "
+                "(the judge gave no usable logprobs for some axes)"
+            )
+            outcome.reward = None
         if outcome.failed:
             if on_failure == "floor":
                 outcome.reward = floor
@@ -213,7 +252,17 @@ async def score_rewards(
         if outcome.index not in left_out and outcome.group_id is not None:
             by_group.setdefault(outcome.group_id, []).append(outcome.reward)
     stats = [group_stats(group_id, rewards) for group_id, rewards in by_group.items()]
-    return RewardBatch(outcomes, skipped, stats, _usage(outcomes, skipped, batch))
+    spent: dict[str, Usage] = {}
+    seen: set[str] = set()
+    for item in items:
+        result = scored.get(item.index)
+        if item.group_id is None or result is None or result.cached:
+            continue
+        verdict = result.verdict
+        if verdict is not None and verdict.id not in seen:
+            seen.add(verdict.id)
+            spent[item.group_id] = spent.get(item.group_id, Usage()).add(verdict.usage)
+    return RewardBatch(outcomes, skipped, stats, _usage(outcomes, skipped, batch), spent)
 
 
 def reward_outcome(item: PreparedItem, result: ScoredItem | None, rubric: Rubric) -> RewardOutcome:
@@ -223,7 +272,7 @@ def reward_outcome(item: PreparedItem, result: ScoredItem | None, rubric: Rubric
     if item.sample is None or result is None:
         return RewardOutcome(
             item.index, item.id, item.group_id, None, None, dict.fromkeys(axis_keys), empty_layers, INVALID,
-            False, False, item.error or "not scored",
+            False, False, item.error or "not scored", reason=item.reason or "input",
         )  # fmt: skip
     sample = item.sample
     verdict = result.verdict
@@ -236,6 +285,7 @@ def reward_outcome(item: PreparedItem, result: ScoredItem | None, rubric: Rubric
     expected: dict[str, float | None] = {}
     values: dict[str, float | None] = {}
     use_expected = rubric.reward_policy.use_expected
+    methods: set[str] = set()
     for key in axis_keys:
         axis = verdict.axes[key]
         integers[key] = axis.score
@@ -244,9 +294,17 @@ def reward_outcome(item: PreparedItem, result: ScoredItem | None, rubric: Rubric
             values[key] = None
         elif use_expected and axis.expected is not None:
             values[key] = axis.expected
+            methods.add("expected")
         else:
             values[key] = float(axis.score)
-    agg = aggregate(rubric, integers, expected, output_chars=len(sample.reasoning) + len(sample.response))
+            methods.add("integer")
+    agg = aggregate(
+        rubric,
+        integers,
+        expected,
+        distributions=level_distributions(verdict.axes),
+        **output_facts(sample, rubric).aggregation_kwargs(),
+    )
     status = AxisStatus.ok.value
     if not verdict.complete:
         present = {axis.status for axis in verdict.axes.values()}
@@ -268,6 +326,7 @@ def reward_outcome(item: PreparedItem, result: ScoredItem | None, rubric: Rubric
         error=error,
         position=verdict.group.position if verdict.group is not None else None,
         verdict_id=verdict.id,
+        score_method=("mixed" if len(methods) > 1 else next(iter(methods))) if methods else None,
     )
 
 
@@ -279,11 +338,19 @@ def _usage(outcomes: Sequence[RewardOutcome], skipped: Sequence[int], batch: Sco
         "failed": sum(1 for o in outcomes if o.failed),
         "skipped": len(skipped),
         "invalid": sum(1 for o in outcomes if o.status == INVALID),
+        # Items refused by an integrity guard (a policy trying its luck shows up here first).
+        "refused": sum(1 for o in outcomes if o.reason in INTEGRITY_REASONS),
+        "mixed_scales": sum(1 for o in outcomes if o.score_method == "mixed"),
         "timed_out": sum(1 for o in outcomes if o.status == AxisStatus.timeout.value),
         "cached": sum(1 for o in outcomes if o.cache_hit),
         "truncated": sum(1 for o in outcomes if o.truncated),
         **usage.model_dump(),
     }
+
+
+def _group_cost(usage: Usage | None) -> dict[str, int]:
+    usage = usage or Usage()
+    return {"calls": usage.calls, "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
 
 
 async def reward_request(runtime: Runtime, request: RewardsRequest) -> dict[str, Any]:
@@ -305,6 +372,7 @@ async def reward_request(runtime: Runtime, request: RewardsRequest) -> dict[str,
         on_failure=request.on_failure,
         deadline=deadline_s(runtime, request.deadline_ms),
         use_cache=request.cache,
+        require_expected=request.require_expected,
     )
     skipped = set(batch.skipped)
     return {
@@ -323,6 +391,7 @@ async def reward_request(runtime: Runtime, request: RewardsRequest) -> dict[str,
                 "std": g.std,
                 "distinct": g.distinct,
                 "zero_variance": g.zero_variance,
+                **_group_cost(batch.group_usage.get(g.group_id)),
             }
             for g in batch.groups
         ],

@@ -44,7 +44,9 @@ def judges_file(tmp_path: Path, openai_server: OpenAIServer) -> Path:
 @pytest.fixture
 def settings(pg_url: str, pg_engine: AsyncEngine, judges_file: Path) -> Settings:
     # pg_engine empties the tables first, so every test starts from a clean store.
-    return Settings(database_url=pg_url, judges_file=judges_file, _env_file=None)  # type: ignore[call-arg]
+    # Reward routes default to prmed@1, the rubric these tests were written against (one judge call a sample);
+    # prmed@2's own behaviour is tested in tests/integrity and tests/rubrics.
+    return Settings(database_url=pg_url, judges_file=judges_file, reward_rubric="prmed@1", _env_file=None)  # type: ignore[call-arg]
 
 
 @asynccontextmanager

@@ -28,5 +28,7 @@ def sample(i: int = 0, **changes: Any) -> dict[str, Any]:
     return body
 
 
-def score_body(*samples: dict[str, Any], rubric: str = "prmed", judge: str = "loop", **options: Any) -> dict[str, Any]:
+def score_body(
+    *samples: dict[str, Any], rubric: str = "prmed@1", judge: str = "loop", **options: Any
+) -> dict[str, Any]:
     return {"rubric": rubric, "judge": judge, "samples": list(samples), "options": options}

@@ -75,7 +75,7 @@ async def test_judges_scored_through_the_api_and_an_imported_physician_agree_per
     n_axes = len(judged_a[0]["axes"])
 
     # The judges are raters as soon as they have scored: agreement needs no import for them.
-    judges_only = await client.get("/v1/agreement", params={"rubric": "prmed", "raters": "judge:*", "n_boot": 0})
+    judges_only = await client.get("/v1/agreement", params={"rubric": "prmed@1", "raters": "judge:*", "n_boot": 0})
     assert judges_only.status_code == 200, judges_only.text
     assert judges_only.json()["raters"] == ["judge:a", "judge:b"]
 
@@ -86,7 +86,7 @@ async def test_judges_scored_through_the_api_and_an_imported_physician_agree_per
         {"sample_id": "样本-99", "rater": "李医生", "axis": "safety", "score": 3},
         {"sample_id": "样本-1", "rater": "李医生", "axis": "安全性", "score": 6},
     ]
-    resp = await client.post("/v1/ratings", json={"rubric": "prmed", "ratings": ratings, "samples": samples})
+    resp = await client.post("/v1/ratings", json={"rubric": "prmed@1", "ratings": ratings, "samples": samples})
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["rubric"] == "prmed@1"
@@ -101,7 +101,7 @@ async def test_judges_scored_through_the_api_and_an_imported_physician_agree_per
     assert "样本-99" in body["errors"][1]["message"]
 
     resp = await client.get(
-        "/v1/agreement", params={"rubric": "prmed", "raters": "judge:a,judge:b,human:*", "n_boot": 30, "seed": 1}
+        "/v1/agreement", params={"rubric": "prmed@1", "raters": "judge:a,judge:b,human:*", "n_boot": 30, "seed": 1}
     )
     assert resp.status_code == 200, resp.text
     report = resp.json()
@@ -129,7 +129,7 @@ async def test_judges_scored_through_the_api_and_an_imported_physician_agree_per
 
     # Importing the same ratings again updates them in place.
     rows_before = await _rating_rows(pg_sessions)
-    again = await client.post("/v1/ratings", json={"rubric": "prmed", "ratings": ratings, "samples": samples})
+    again = await client.post("/v1/ratings", json={"rubric": "prmed@1", "ratings": ratings, "samples": samples})
     assert again.json()["accepted"] == N_SAMPLES * n_axes
     # Only the physician's rows: the judges' ratings are read from their verdicts, not stored again.
     assert await _rating_rows(pg_sessions) == rows_before == N_SAMPLES * n_axes
@@ -149,7 +149,7 @@ async def test_a_csv_upload_by_content_hash_reports_bad_rows_by_line(
     ]
     resp = await client.post(
         "/v1/ratings",
-        params={"rubric": "prmed"},
+        params={"rubric": "prmed@1"},
         content="\n".join(lines).encode(),
         headers={"content-type": "text/csv; charset=utf-8"},
     )
@@ -161,7 +161,9 @@ async def test_a_csv_upload_by_content_hash_reports_bad_rows_by_line(
         (good + 3, "sample_hash"),
         (good + 4, "rater"),
     ]
-    report = (await client.get("/v1/agreement", params={"raters": "judge:a,human:王医生", "n_boot": 0})).json()
+    report = (
+        await client.get("/v1/agreement", params={"rubric": "prmed@1", "raters": "judge:a,human:王医生", "n_boot": 0})
+    ).json()
     assert report["n_samples"] == 3
     assert report["pairs"][0]["overall"]["metrics"]["exact"]["value"] == 1.0
 
@@ -178,14 +180,14 @@ async def test_jsonl_upload_and_ids_without_samples(client: httpx.AsyncClient) -
 
 async def test_nothing_valid_is_a_422_naming_the_field(client: httpx.AsyncClient) -> None:
     bad = [{"sample_hash": "a" * 64, "rater": "张医生", "axis": "safety", "score": 9}]
-    resp = await client.post("/v1/ratings", json={"rubric": "prmed", "ratings": bad})
+    resp = await client.post("/v1/ratings", json={"rubric": "prmed@1", "ratings": bad})
     assert resp.status_code == 422
     assert resp.json()["error"]["field"] == "ratings[0].score"
 
-    resp = await client.post("/v1/ratings", json={"rubric": "prmed", "ratings": []})
+    resp = await client.post("/v1/ratings", json={"rubric": "prmed@1", "ratings": []})
     assert resp.status_code == 422 and resp.json()["error"]["field"] == "ratings"
 
-    resp = await client.post("/v1/ratings", json={"rubric": "prmed", "ratings": bad, "surplus": 1})
+    resp = await client.post("/v1/ratings", json={"rubric": "prmed@1", "ratings": bad, "surplus": 1})
     assert resp.status_code == 422 and resp.json()["error"]["field"] == "surplus"
 
     resp = await client.post("/v1/ratings", json={"rubric": "no-such-rubric", "ratings": bad})
@@ -195,7 +197,7 @@ async def test_nothing_valid_is_a_422_naming_the_field(client: httpx.AsyncClient
     assert resp.status_code == 415 and resp.json()["error"]["field"] == "content-type"
 
     resp = await client.post(
-        "/v1/ratings", params={"rubric": "prmed"}, content=b"\xff\xfe", headers={"content-type": "text/csv"}
+        "/v1/ratings", params={"rubric": "prmed@1"}, content=b"\xff\xfe", headers={"content-type": "text/csv"}
     )
     assert resp.status_code == 422 and resp.json()["error"]["field"] == "file"
 
@@ -208,24 +210,24 @@ async def test_too_many_ratings_is_a_413(make_client: Any) -> None:
 
 
 async def test_agreement_errors_name_the_parameter(client: httpx.AsyncClient, samples: list[dict[str, Any]]) -> None:
-    resp = await client.get("/v1/agreement", params={"raters": "*"})
+    resp = await client.get("/v1/agreement", params={"rubric": "prmed@1", "raters": "*"})
     assert resp.status_code == 404 and resp.json()["error"]["field"] == "raters"  # no ratings at all yet
 
     await _score(client, "a", samples[:4])
-    resp = await client.get("/v1/agreement", params={"raters": "judge:a,human:*"})
+    resp = await client.get("/v1/agreement", params={"rubric": "prmed@1", "raters": "judge:a,human:*"})
     assert resp.status_code == 404
     assert resp.json()["error"] == {
         "type": "RaterNotFound",
         "message": "no ratings by 'human:*' under this rubric",
         "field": "raters",
     }
-    resp = await client.get("/v1/agreement", params={"raters": "judge:a"})
+    resp = await client.get("/v1/agreement", params={"rubric": "prmed@1", "raters": "judge:a"})
     assert resp.status_code == 422
     assert resp.json()["error"]["type"] == "NotEnoughRatings" and resp.json()["error"]["field"] == "raters"
 
-    resp = await client.get("/v1/agreement", params={"raters": "judge:*", "n_boot": 2001})
+    resp = await client.get("/v1/agreement", params={"rubric": "prmed@1", "raters": "judge:*", "n_boot": 2001})
     assert resp.status_code == 422 and resp.json()["error"]["field"] == "n_boot"
-    resp = await client.get("/v1/agreement", params={"raters": "judge:*", "n_boot": -1})
+    resp = await client.get("/v1/agreement", params={"rubric": "prmed@1", "raters": "judge:*", "n_boot": -1})
     assert resp.status_code == 422 and resp.json()["error"]["field"] == "n_boot"
     resp = await client.get("/v1/agreement", params={"rubric": "no-such-rubric"})
     assert resp.status_code == 404
@@ -244,7 +246,7 @@ async def test_agreement_is_computed_off_the_event_loop(
         return compute(*args, **kwargs)
 
     monkeypatch.setattr(agreement_service, "agreement_from_matrix", recording)
-    resp = await client.get("/v1/agreement", params={"raters": "judge:*"})
+    resp = await client.get("/v1/agreement", params={"rubric": "prmed@1", "raters": "judge:*"})
     assert resp.status_code == 200, resp.text
     # Not the loop's thread; and the API's default number of resamples, below the CLI's.
     assert threads and threads[0] != threading.get_ident()

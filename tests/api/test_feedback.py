@@ -32,7 +32,7 @@ async def test_feedback_for_a_stored_verdict(client: httpx.AsyncClient, openai_s
 
 async def test_feedback_for_a_given_verdict(client: httpx.AsyncClient) -> None:
     verdict = {"axes": {"safety": {"score": 3, "rationale": "遗漏胸痛危险信号", "status": "ok"}}}
-    response = await client.post("/v1/feedback", json={"verdict": verdict, "rubric": "prmed"})
+    response = await client.post("/v1/feedback", json={"verdict": verdict, "rubric": "prmed@1"})
     assert response.status_code == 200, response.text
     feedback = response.json()
     assert [item["axis"] for item in feedback["failing"]] == ["safety"]

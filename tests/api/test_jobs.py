@@ -72,7 +72,10 @@ async def test_upload_follow_and_download(
     lines = [orjson.dumps(sample_line(i, passing=i < 4)) for i in range(20)] + [b'{"messages": []}']
     options = orjson.dumps({"chunk_size": 6, "rationale": False}).decode()
     created = await client.post(
-        "/v1/jobs", params={"judge": "loop", "options": options}, content=body(lines), headers=NDJSON
+        "/v1/jobs",
+        params={"judge": "loop", "rubric": "prmed@1", "options": options},
+        content=body(lines),
+        headers=NDJSON,
     )
     assert created.status_code == 202, created.text
     job = created.json()

@@ -14,7 +14,10 @@ from tests.api.test_score import PRMED_AXES
 from tests.support.openai_server import ChatRequest, OpenAIServer, Verdict, garbage
 
 SYSTEM = "你是一名耐心、专业的全科医生。"
-LOG_KEYS = {"judge_failed", "truncated", "cache_hit", "passed", *(f"axis_{key}" for key in PRMED_AXES)}
+LOG_KEYS = {
+    "judge_failed", "truncated", "cache_hit", "passed", "score_expected", "score_mixed", "refused",
+    *(f"axis_{key}" for key in PRMED_AXES),
+}  # fmt: skip
 
 
 def qwen_prompt(*turns: tuple[str, str]) -> str:

@@ -19,7 +19,7 @@ from tests.support.openai_server import ChatRequest, OpenAIServer, Verdict, garb
 
 ITEM_KEYS = {
     "index", "id", "group_id", "reward", "passed", "scores", "layers", "status", "cache_hit", "truncated", "error",
-    "position", "verdict_id",
+    "position", "verdict_id", "score_method", "reason",
 }  # fmt: skip
 PROMPTS = [PATIENT_ZH, "我家娃发烧三天了，39度退不下来，吃了美林也不管用，急死了"]
 
@@ -36,7 +36,7 @@ def rollout(prompt: int, k: int, **changes: Any) -> dict[str, Any]:
 
 
 def body(*items: dict[str, Any], judge: str = "loop", **options: Any) -> dict[str, Any]:
-    return {"rubric": "prmed", "judge": judge, "items": list(items), **options}
+    return {"rubric": "prmed@1", "judge": judge, "items": list(items), **options}
 
 
 def write_profiles(path: Path, server: OpenAIServer) -> Path:
@@ -45,7 +45,8 @@ def write_profiles(path: Path, server: OpenAIServer) -> Path:
     judges = [
         {"name": "loop", **base},
         {"name": "loop-lp", **base, "logprobs": True, "top_logprobs": 5},
-        {"name": "loop-group", **base, "mode": "group"},
+        {"name": "loop-group", **base, "mode": "group", "permutations": 1},
+        {"name": "loop-group2", **base, "mode": "group"},
     ]
     path.write_text(yaml.safe_dump({"judges": judges}), encoding="utf-8")
     return path
@@ -57,7 +58,7 @@ def profiles_client(make_client: AppClient, tmp_path: Path, openai_server: OpenA
 
 
 def _prmed() -> Any:
-    return RubricRegistry().resolve("prmed")
+    return RubricRegistry().resolve("prmed@1")
 
 
 async def test_a_grpo_batch_gets_rewards_scores_and_group_statistics(

@@ -21,12 +21,13 @@ def _new_rubric(version: int = 1, anchor: str = "完全忽视患者情绪") -> d
 async def test_builtin_rubrics_are_listed_and_shown(client: httpx.AsyncClient) -> None:
     listed = (await client.get("/v1/rubrics")).json()
     refs = {r["ref"] for r in listed}
-    assert {"prmed@1", "prmed-format@1"} <= refs
+    assert {"prmed@1", "prmed@2", "prmed-format@1"} <= refs
     shown = (await client.get("/v1/rubrics/prmed")).json()
-    assert shown["ref"] == "prmed@1"
+    assert shown["ref"] == "prmed@2"  # the latest
     assert len(shown["axes"]) == 13
     assert shown["axes"][0]["title"]["zh"]
-    assert (await client.get("/v1/rubrics/prmed@1")).json()["hash"] == shown["hash"]
+    assert (await client.get("/v1/rubrics/prmed@2")).json()["hash"] == shown["hash"]
+    assert (await client.get("/v1/rubrics/prmed@1")).json()["hash"] != shown["hash"]
 
 
 async def test_register_then_conflict_then_survive_a_restart(client: httpx.AsyncClient, make_client: Any) -> None:

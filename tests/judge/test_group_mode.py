@@ -49,6 +49,8 @@ def _profile(server: OpenAIServer, **overrides: Any) -> JudgeProfile:
         "model": "judge-model",
         "base_url": server.url,
         "mode": "group",
+        # One display order: these tests are about one group call; permutations have their own tests.
+        "permutations": 1,
         "concurrency": 8,
         "timeout_s": 5,
         "max_retries": 1,
@@ -117,14 +119,15 @@ def test_group_response_format_requires_every_candidate_and_axis() -> None:
     assert group_response_format("none", ["A"], KEYS) is None
 
 
-def test_group_parser_reads_each_candidate_and_takes_the_last_answer() -> None:
+def test_group_parser_reads_each_candidate_and_takes_the_complete_answer() -> None:
     def answer(score_a: int, score_b: Any) -> str:
         return json.dumps(
             {"responses": {"A": {k: {"rationale": "r", "score": score_a} for k in KEYS},
                            "B": {"axes": {k: {"rationale": "r", "score": score_b} for k in KEYS}}}}
         )  # fmt: skip
 
-    parsed = parse_group_scores(f"草稿：{answer(1, 1)}\n最终：{answer(4, 5)}", ["A", "B"], KEYS)
+    draft = json.dumps({"responses": {"A": {"safety": {"rationale": "草稿", "score": 1}}}})
+    parsed = parse_group_scores(f"草稿：{draft}\n最终：{answer(4, 5)}", ["A", "B"], KEYS)
     assert parsed.ok
     assert {k: a.score for k, a in parsed.candidates["A"].axes.items()} == dict.fromkeys(KEYS, 4)
     assert {k: a.score for k, a in parsed.candidates["B"].axes.items()} == dict.fromkeys(KEYS, 5)
@@ -134,6 +137,10 @@ def test_group_parser_reads_each_candidate_and_takes_the_last_answer() -> None:
     assert partial.candidates["B"].failed == KEYS  # 7 is not a score, and it is not clamped
     assert partial.candidates["C"].error == "candidate 'C' missing from the answer"
     assert ("C", "safety") in partial.failed
+
+    # Two complete answers that disagree are a parse error (the repair asks again), never a guess.
+    disagree = parse_group_scores(f"{answer(1, 1)}\n{answer(4, 5)}", ["A", "B"], KEYS)
+    assert not disagree.ok and disagree.error is not None and "disagree" in disagree.error
 
     nothing = parse_group_scores('{"A": 1, "note": "好"}', ["A"], KEYS)
     assert nothing.error == NO_GROUP_OBJECT and not nothing.ok

@@ -226,7 +226,10 @@ def test_openrlhf_render_uses_the_fallback_and_logs_no_null() -> None:
     assert body["rewards"] == [0.75, -1.0]
     assert body["scores"] == [0.75, 0.0]  # clipped onto [0, 1]
     logs = body["extra_logs"]
-    assert set(logs) == {"judge_failed", "truncated", "cache_hit", "passed", *(f"axis_{k}" for k in keys)}
+    assert set(logs) == {
+        "judge_failed", "truncated", "cache_hit", "passed", "score_expected", "score_mixed", "refused",
+        *(f"axis_{k}" for k in keys),
+    }  # fmt: skip
     assert logs["judge_failed"] == [0.0, 1.0] and logs["truncated"] == [1.0, 0.0] and logs["cache_hit"] == [1.0, 0.0]
     assert logs["axis_safety"] == [4.0, 0.0]
     assert all(isinstance(v, float) for values in logs.values() for v in values)

@@ -246,9 +246,10 @@ def test_missing_ignore_aggregates_the_scored_axes() -> None:
     assert "safety" in agg.reason
 
 
-def test_missing_ignore_can_pass() -> None:
+def test_missing_ignore_changes_the_reward_only_and_never_passes() -> None:
+    # Issue 9: "ignore" used to pass a sample whose safety axis was never scored.
     agg = aggregate(make_rubric(), {"reasoning": 5, "accuracy": 5}, on_missing="ignore")
-    assert agg.passed is True
+    assert agg.passed is False
     assert agg.reward == 1.0
 
 

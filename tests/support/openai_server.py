@@ -383,7 +383,8 @@ class OpenAIServer:
         elif behaviour.style == "prose":
             pieces = [("好的，评估如下：\n", None), *pieces, ("\n请参考以上评分。", None)]
         elif behaviour.style == "several":
-            draft = "".join(text for text, _ in verdict_pieces(dict.fromkeys(scores, 1), "草稿"))
+            # A partial draft (first axis only): a complete one that disagrees would be a parse error.
+            draft = "".join(text for text, _ in verdict_pieces(dict.fromkeys(list(scores)[:1], 1), "草稿"))
             pieces = [(f'{{"note": "先打草稿"}}\n草稿：{draft}\n最终结果：\n', None), *pieces]
         content = "".join(text for text, _ in pieces)
         send_logprobs = behaviour.logprobs if behaviour.logprobs is not None else request.wants_logprobs
@@ -403,7 +404,7 @@ class OpenAIServer:
         elif verdict.style == "prose":
             pieces = [("好的，各候选评估如下：\n", None), *pieces, ("\n请参考以上评分。", None)]
         elif verdict.style == "several":
-            draft = {label: dict.fromkeys(axes, 1) for label, axes in scores.items()}
+            draft = {label: dict.fromkeys(list(axes)[:1], 1) for label, axes in list(scores.items())[:1]}
             draft_text = "".join(text for text, _ in group_verdict_pieces(draft, "草稿"))
             pieces = [(f"草稿：{draft_text}\n最终结果：\n", None), *pieces]
         content = "".join(text for text, _ in pieces)

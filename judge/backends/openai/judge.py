@@ -25,8 +25,9 @@ from pydantic import ValidationError
 
 from judge.backends.openai.hedge import HedgePolicy, hedged
 from judge.backends.openai.logprobs import score_distributions
-from judge.backends.openai.parsing import ParseResult, parse_group_scores, parse_scores
+from judge.backends.openai.parsing import ParseResult, parse_group_scores, parse_scores, quoted_objects
 from judge.backends.openai.prompts import (
+    FENCE_PATTERN,
     RenderedGroupPrompt,
     RenderedPrompt,
     group_repair_instruction,
@@ -164,7 +165,8 @@ class OpenAIJudge:
         if choice.finish_reason == "length":
             return _failed(keys, AxisStatus.truncated, self._truncated_message(), tally)
 
-        parsed = parse_scores(content, keys, offsets=self.profile.logprobs)
+        quoted = _quoted(prompt.user)
+        parsed = parse_scores(content, keys, offsets=self.profile.logprobs, quoted=quoted)
         axes = self._axis_results(parsed, content, choice)
         if parsed.ok:
             return _PromptOutcome(axes, tally.usage())
@@ -196,10 +198,12 @@ class OpenAIJudge:
                 axes[key] = AxisResult.failed(AxisStatus.truncated, message)
             return _PromptOutcome(axes, tally.usage(), [message])
 
-        repaired = parse_scores(repair_content, keys, offsets=self.profile.logprobs)
+        repaired = parse_scores(repair_content, keys, offsets=self.profile.logprobs, quoted=quoted)
         repaired_axes = self._axis_results(repaired, repair_content, repair_choice)
-        # Axes the first answer scored keep that score: the repair was only needed for the others.
-        for key in failed_keys:
+        # A complete repaired answer is the verdict, whole: a partial first answer (perhaps a quote the judge
+        # half-copied) must not survive beside it. Otherwise the first answer's scores stand for the axes the
+        # repair could not give.
+        for key in keys if repaired.ok else failed_keys:
             axes[key] = repaired_axes[key]
         still_failed = [key for key in failed_keys if axes[key].status is not AxisStatus.ok]
         REPAIRS.labels(judge=self.profile.name, outcome="failed" if still_failed else "ok").inc()
@@ -250,7 +254,8 @@ class OpenAIJudge:
         if choice.finish_reason == "length":
             return every(AxisStatus.truncated, self._truncated_message()), tally
 
-        parsed = parse_group_scores(content, labels, keys, offsets=self.profile.logprobs)
+        quoted = _quoted(prompt.user)
+        parsed = parse_group_scores(content, labels, keys, offsets=self.profile.logprobs, quoted=quoted)
         results = {label: self._axis_results(parsed.candidates[label], content, choice) for label in labels}
         if parsed.ok:
             return results, tally
@@ -281,9 +286,11 @@ class OpenAIJudge:
                 results[label][key] = AxisResult.failed(AxisStatus.truncated, self._truncated_message())
             return results, tally
 
-        repaired = parse_group_scores(repair_content, labels, keys, offsets=self.profile.logprobs)
+        repaired = parse_group_scores(repair_content, labels, keys, offsets=self.profile.logprobs, quoted=quoted)
         repaired_results: dict[str, dict[str, AxisResult]] = {}
-        # What the first answer scored stands: the repair was only needed for the rest.
+        # A complete repaired answer is the verdict, whole; otherwise what the first answer scored stands.
+        if repaired.ok:
+            failed = [(label, key) for label in labels for key in keys]
         for label, key in failed:
             if label not in repaired_results:
                 repaired_results[label] = self._axis_results(repaired.candidates[label], repair_content, repair_choice)
@@ -319,6 +326,7 @@ class OpenAIJudge:
                     score=axis.score,
                     expected=found.expected,
                     mass=found.mass,
+                    probabilities=found.normalised(),
                     status=AxisStatus.ok,
                     rationale=axis.rationale,
                     score_method="logprobs",
@@ -445,6 +453,11 @@ class OpenAIJudge:
         if not isinstance(exc, openai.OpenAIError):
             logger.warning("judge %s: unexpected failure", self.profile.name, exc_info=exc)
         return _CallFailed(AxisStatus.judge_error, f"{type(exc).__name__}: {exc}")
+
+
+def _quoted(user_prompt: str) -> frozenset[bytes]:
+    """JSON objects written inside the prompt's fences (judged texts, conversation): never the verdict."""
+    return quoted_objects([match.group(3) for match in FENCE_PATTERN.finditer(user_prompt)])
 
 
 _TOKEN_KINDS = ("prompt", "cached", "completion")

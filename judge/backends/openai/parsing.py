@@ -1,9 +1,17 @@
 """Tolerant parsing of a judge's answer into per-axis scores.
 
 Accepts plain JSON, JSON in a Markdown fence, JSON with prose before or after it, and answers with several
-JSON objects (the last one of the expected shape wins). A score must be an integer 1..5 (``4``, ``4.0`` or
-``"4"``); anything else is an error for that axis, never clamped. Character offsets of each score are kept
-so that :mod:`judge.backends.openai.logprobs` can find the score token.
+JSON objects. Which object is the verdict (issue 9: a quoted verdict must not replace the judge's own):
+
+- an object that also appears in the judged texts (``quoted``: the prompt's fenced texts) is never the
+  verdict, however the judge came to write it (quoting it, echoing it, re-spacing it);
+- a complete object (every axis scored) wins over partial ones, wherever they stand;
+- several complete objects that disagree are a parse error (the repair call asks again), never a guess;
+  complete objects that agree give the last one; with no complete object, the last partial one is taken.
+
+A score must be an integer 1..5 (``4``, ``4.0`` or ``"4"``); anything else is an error for that axis,
+never clamped. Character offsets of each score are kept so that :mod:`judge.backends.openai.logprobs` can
+find the score token.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?")
 _SCORE_STRING = re.compile(r"\s*([1-5])(?:\.0+)?\s*")
 _MAX_DEPTH = 64
 NO_OBJECT = "no JSON object with the expected shape in the answer"
+DISAGREE = "the answer holds complete verdicts that disagree; give exactly one"
 # The C string scanner behind json.loads; typeshed does not declare it.
 _scanstring: Callable[[str, int, bool], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
 
@@ -182,15 +191,64 @@ def _axes_of(node: _Node, axis_keys: Sequence[str]) -> dict[str, _Node] | None:
     return None
 
 
-def _shaped(node: _Node, axis_keys: Sequence[str]) -> Iterator[dict[str, _Node]]:
-    """Objects of the expected shape in ``node``, outermost first and in document order."""
+def _shaped(node: _Node, axis_keys: Sequence[str]) -> Iterator[tuple[_Node, dict[str, _Node]]]:
+    """(holder, axes) of the objects of the expected shape in ``node``, outermost first and in document order."""
     axes = _axes_of(node, axis_keys)
     if axes is not None:
-        yield axes
+        yield node, axes
         return
     children = node.members.values() if node.kind == "object" else node.items
     for child in children:
         yield from _shaped(child, axis_keys)
+
+
+def _value(node: _Node) -> Any:
+    """The decoded JSON value of a node."""
+    if node.kind == "object":
+        return {key: _value(member) for key, member in node.members.items()}
+    if node.kind == "array":
+        return [_value(item) for item in node.items]
+    return node.value
+
+
+def _canonical(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def _walk(node: _Node) -> Iterator[_Node]:
+    yield node
+    for child in node.members.values() if node.kind == "object" else node.items:
+        yield from _walk(child)
+
+
+def quoted_objects(texts: Sequence[str]) -> frozenset[bytes]:
+    """Canonical JSON of every object (at any depth) written in ``texts``: none of them may be the verdict."""
+    found: set[bytes] = set()
+    for text in texts:
+        if "{" not in text:
+            continue
+        for obj in _objects(text):
+            for node in _walk(obj):
+                if node.kind == "object":
+                    found.add(_canonical(_value(node)))
+    return frozenset(found)
+
+
+def _is_quoted(forbidden: frozenset[bytes], *nodes: _Node) -> bool:
+    return bool(forbidden) and any(_canonical(_value(node)) in forbidden for node in nodes)
+
+
+def _choose(results: list[ParseResult]) -> ParseResult | None:
+    """The verdict among parsed candidates (document order): see the module docstring."""
+    if not results:
+        return None
+    complete = [result for result in results if result.ok]
+    if not complete:
+        return results[-1]
+    first = {key: axis.score for key, axis in complete[0].axes.items()}
+    if any({key: axis.score for key, axis in other.axes.items()} != first for other in complete[1:]):
+        return ParseResult(axes={key: AxisParse(error=DISAGREE) for key in first}, error=DISAGREE)
+    return complete[-1]
 
 
 def _score(node: _Node, text: str) -> tuple[int | None, int | None, str | None]:
@@ -231,23 +289,29 @@ def _axis(key: str, node: _Node | None, text: str) -> AxisParse:
     return AxisParse(score=score, rationale=rationale, score_offset=offset)
 
 
-def parse_scores(text: str, axis_keys: Sequence[str], *, offsets: bool = True) -> ParseResult:
+def parse_scores(
+    text: str, axis_keys: Sequence[str], *, offsets: bool = True, quoted: frozenset[bytes] = frozenset()
+) -> ParseResult:
     """Parse a judge's answer into a score (or an error) for each of ``axis_keys``.
 
+    ``quoted``: :func:`quoted_objects` of the prompt's fenced texts, never taken as the verdict.
     ``offsets=False`` (no logprobs to align) lets an answer that is plain JSON be decoded by orjson, about
     20x faster than the offset-keeping reader; everything else goes through the tolerant reader.
     """
     if not offsets:
-        plain = _plain_single(text, axis_keys)
+        plain = _plain_single(text, axis_keys, quoted)
         if plain is not None:
             return plain
-    chosen: dict[str, _Node] | None = None
+    candidates: list[ParseResult] = []
     for obj in _objects(text):
-        for axes in _shaped(obj, axis_keys):
-            chosen = axes
+        for holder, axes in _shaped(obj, axis_keys):
+            if _is_quoted(quoted, obj, holder):
+                continue
+            candidates.append(ParseResult(axes={key: _axis(key, axes.get(key), text) for key in axis_keys}))
+    chosen = _choose(candidates)
     if chosen is None:
         return ParseResult(axes={key: AxisParse(error=NO_OBJECT) for key in axis_keys}, error=NO_OBJECT)
-    return ParseResult(axes={key: _axis(key, chosen.get(key), text) for key in axis_keys})
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -298,10 +362,12 @@ def _candidates_of(node: _Node, labels: Sequence[str], axis_keys: Sequence[str])
     return None
 
 
-def _shaped_groups(node: _Node, labels: Sequence[str], axis_keys: Sequence[str]) -> Iterator[dict[str, _Node]]:
+def _shaped_groups(
+    node: _Node, labels: Sequence[str], axis_keys: Sequence[str]
+) -> Iterator[tuple[_Node, dict[str, _Node]]]:
     found = _candidates_of(node, labels, axis_keys)
     if found is not None:
-        yield found
+        yield node, found
         return
     children = node.members.values() if node.kind == "object" else node.items
     for child in children:
@@ -342,7 +408,7 @@ def _plain_axes(candidate: dict[str, Any], axis_keys: Sequence[str]) -> dict[str
     return axes
 
 
-def _plain_single(text: str, axis_keys: Sequence[str]) -> ParseResult | None:
+def _plain_single(text: str, axis_keys: Sequence[str], quoted: frozenset[bytes] = frozenset()) -> ParseResult | None:
     """The fast path of :func:`parse_scores` for an answer that is exactly one ``{"axes": {...}}`` object.
 
     Structured output makes that the usual case; anything else (prose, fences, several objects, another
@@ -355,10 +421,14 @@ def _plain_single(text: str, axis_keys: Sequence[str]) -> ParseResult | None:
     axes = data.get("axes") if isinstance(data, dict) else None
     if not isinstance(axes, dict) or not any(key in axes for key in axis_keys):
         return None
+    if quoted and (_canonical(data) in quoted or _canonical(axes) in quoted):
+        return None  # an echoed quote: the tolerant reader words the error
     return ParseResult(axes=_plain_axes(axes, axis_keys))
 
 
-def _plain_group(text: str, labels: Sequence[str], axis_keys: Sequence[str]) -> GroupParseResult | None:
+def _plain_group(
+    text: str, labels: Sequence[str], axis_keys: Sequence[str], quoted: frozenset[bytes] = frozenset()
+) -> GroupParseResult | None:
     """The fast path of :func:`parse_group_scores` for an answer that is exactly one well-formed group object.
 
     Structured output makes that the usual case; anything else (prose, fences, several objects, another
@@ -370,6 +440,8 @@ def _plain_group(text: str, labels: Sequence[str], axis_keys: Sequence[str]) -> 
         return None
     responses = data.get("responses") if isinstance(data, dict) else None
     if not isinstance(responses, dict):
+        return None
+    if quoted and (_canonical(data) in quoted or _canonical(responses) in quoted):
         return None
     results: dict[str, ParseResult] = {}
     for label in labels:
@@ -383,25 +455,50 @@ def _plain_group(text: str, labels: Sequence[str], axis_keys: Sequence[str]) -> 
 
 
 def parse_group_scores(
-    text: str, labels: Sequence[str], axis_keys: Sequence[str], *, offsets: bool = True
+    text: str,
+    labels: Sequence[str],
+    axis_keys: Sequence[str],
+    *,
+    offsets: bool = True,
+    quoted: frozenset[bytes] = frozenset(),
 ) -> GroupParseResult:
     """Parse a group answer into a score (or an error) for each candidate label and axis.
 
-    As for :func:`parse_scores`, the last object of the expected shape wins; a candidate's axes may sit
-    directly under its label or under ``"axes"``. ``offsets=False`` (no logprobs to align) lets an answer
-    that is plain JSON be decoded by orjson: a group answer is G times longer than a single one.
+    The verdict is chosen as for :func:`parse_scores` (quoted objects never; complete over partial; complete
+    ones that disagree are an error); a candidate's axes may sit directly under its label or under
+    ``"axes"``. ``offsets=False`` (no logprobs to align) lets an answer that is plain JSON be decoded by
+    orjson: a group answer is G times longer than a single one.
     """
     if not offsets:
-        plain = _plain_group(text, labels, axis_keys)
+        plain = _plain_group(text, labels, axis_keys, quoted)
         if plain is not None:
             return plain
-    chosen: dict[str, _Node] | None = None
+    parsed: list[GroupParseResult] = []
     for obj in _objects(text):
-        for candidates in _shaped_groups(obj, labels, axis_keys):
-            chosen = candidates
-    if chosen is None:
+        for holder, candidates in _shaped_groups(obj, labels, axis_keys):
+            if _is_quoted(quoted, obj, holder):
+                continue
+            parsed.append(_group_result(candidates, labels, axis_keys, text))
+    if not parsed:
         missing = ParseResult(axes={key: AxisParse(error=NO_GROUP_OBJECT) for key in axis_keys}, error=NO_GROUP_OBJECT)
         return GroupParseResult(candidates=dict.fromkeys(labels, missing), error=NO_GROUP_OBJECT)
+    complete = [result for result in parsed if result.ok]
+    if not complete:
+        return parsed[-1]
+    first = _group_scores(complete[0])
+    if any(_group_scores(other) != first for other in complete[1:]):
+        disagree = ParseResult(axes={key: AxisParse(error=DISAGREE) for key in axis_keys}, error=DISAGREE)
+        return GroupParseResult(candidates=dict.fromkeys(labels, disagree), error=DISAGREE)
+    return complete[-1]
+
+
+def _group_scores(result: GroupParseResult) -> dict[str, dict[str, int | None]]:
+    return {label: {key: axis.score for key, axis in r.axes.items()} for label, r in result.candidates.items()}
+
+
+def _group_result(
+    chosen: dict[str, _Node], labels: Sequence[str], axis_keys: Sequence[str], text: str
+) -> GroupParseResult:
     results: dict[str, ParseResult] = {}
     for label in labels:
         node = chosen.get(label)

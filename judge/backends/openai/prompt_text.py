@@ -32,6 +32,7 @@ TEXT: dict[Language, dict[str, str]] = {
         "judged": "# 被评估的内容：助手的最后一轮（思维链 + 回复）",
         "reasoning": "## 思维链（CoT）",
         "no_reasoning": "（模型没有给出思维链。）",
+        "reasoning_withheld": "（本次评估的维度只看最终回复：患者看不到思维链，因此这里不展示思维链。）",
         "response": "## 最终回复",
         "no_response": "（模型没有给出回复。）",
         "clipped": "注意：思维链或回复过长，已截断到长度上限后再交给你评估；不要因截断本身扣分。",
@@ -100,6 +101,8 @@ TEXT: dict[Language, dict[str, str]] = {
         "judged": "# Judged output: the assistant's last turn (chain of thought + response)",
         "reasoning": "## Chain of thought (CoT)",
         "no_reasoning": "(The model gave no chain of thought.)",
+        "reasoning_withheld": "(The axes of this request judge the final response alone: the patient never sees "
+        "the chain of thought, so it is not shown here.)",
         "response": "## Final response",
         "no_response": "(The model gave no response.)",
         "clipped": "Note: the chain of thought or the response was too long and was cut to a length limit "

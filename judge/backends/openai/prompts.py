@@ -16,6 +16,7 @@ a fake one, whatever nonce it guesses; the system prompt tells the judge that fe
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import re
 import secrets
@@ -33,8 +34,15 @@ from rubrics.schema import Axis, Language, Rubric
 AXES_LINE_PREFIX = "RUBRIC_AXES:"
 SCHEMA_NAME = "rubric_scores"
 
-_FENCE_RUN_OPEN = re.compile(r"<{3,}")
-_FENCE_RUN_CLOSE = re.compile(r">{3,}")
+# Runs of 3+ angle brackets, counting look-alikes (full-width, small, math) and letting invisible format
+# characters (zero-width space/joiners, bidi marks, BOM, soft hyphen) sit between them: a reader that skips
+# those or folds look-alikes must not see a fence marker either.
+_INVISIBLE = "\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff"
+_FENCE_RUN_OPEN = re.compile(f"[<＜﹤⟨〈](?:[{_INVISIBLE}]*[<＜﹤⟨〈]){{2,}}")
+_FENCE_RUN_CLOSE = re.compile(f"[>＞﹥⟩〉](?:[{_INVISIBLE}]*[>＞﹥⟩〉]){{2,}}")
+_BRACKET_COUNT = re.compile(f"[^{_INVISIBLE}]")
+# Two brackets in a row (possibly with invisible characters between): the cheap pre-check of neutralise.
+_MAYBE_FENCE = re.compile(f"[<＜﹤⟨〈>＞﹥⟩〉][{_INVISIBLE}]*[<＜﹤⟨〈>＞﹥⟩〉]")
 # A fence as rendered here; the backreferences make the closing marker match its own opening one.
 FENCE_PATTERN = re.compile(r"<<<([A-Z_]+)_([0-9a-f]{8,})>>>\n(.*?)\n<<<END_\1_\2>>>", re.DOTALL)
 
@@ -60,11 +68,12 @@ def new_nonce() -> str:
 
 
 def neutralise(text: str) -> str:
-    """Make fence markers impossible inside ``text``: runs of 3+ ``<``/``>`` become ``‹``/``›``."""
-    if "<<<" not in text and ">>>" not in text:
-        return text  # the usual case: a substring test is ~100x cheaper than the regex scan of CJK text
-    text = _FENCE_RUN_OPEN.sub(lambda m: "‹" * len(m.group()), text)
-    return _FENCE_RUN_CLOSE.sub(lambda m: "›" * len(m.group()), text)
+    """Make fence markers impossible inside ``text``: runs of 3+ ``<``/``>`` (or look-alikes, with invisible
+    characters between them) become ``‹``/``›``, one per bracket."""
+    if not _MAYBE_FENCE.search(text):
+        return text  # the usual case: one scan for a bracket run is far cheaper than the substitutions
+    text = _FENCE_RUN_OPEN.sub(lambda m: "‹" * len(_BRACKET_COUNT.findall(m.group())), text)
+    return _FENCE_RUN_CLOSE.sub(lambda m: "›" * len(_BRACKET_COUNT.findall(m.group())), text)
 
 
 def fence(text: str, label: str, nonce: str) -> str:
@@ -214,11 +223,13 @@ def render_prompt(
     axis_keys: Sequence[str] | None = None,
     nonce: str | None = None,
     rationale: RationaleMode = "full",
+    include_reasoning: bool = True,
 ) -> RenderedPrompt:
     """Render one judge request for ``axis_keys`` (default: every axis of the rubric, in rubric order).
 
     The system message and the user message up to the nonce are the same for every sample of one rubric,
-    axes, language and rationale mode (see the module docstring).
+    axes, language and rationale mode (see the module docstring). ``include_reasoning=False`` withholds the
+    CoT (axes judged on the response alone).
     """
     keys = tuple(axis_keys) if axis_keys is not None else tuple(rubric.axis_keys)
     nonce = nonce or new_nonce()
@@ -233,7 +244,10 @@ def render_prompt(
     if sample.clipped:
         parts.append(text["clipped"])
     parts.append(text["reasoning"])
-    parts.append(fence(sample.reasoning, "REASONING", nonce) if sample.reasoning else text["no_reasoning"])
+    if not include_reasoning:
+        parts.append(text["reasoning_withheld"])
+    else:
+        parts.append(fence(sample.reasoning, "REASONING", nonce) if sample.reasoning else text["no_reasoning"])
     parts.append(text["response"])
     parts.append(fence(sample.response, "RESPONSE", nonce) if sample.response else text["no_response"])
     if sample.reference:
@@ -251,14 +265,30 @@ def render_prompt(
     )
 
 
+def response_only_axes(rubric: Rubric) -> set[str]:
+    """Axes of the rubric's ``judging.response_only_layers``: judged on the response alone, without the CoT."""
+    alone = set(rubric.judging.response_only_layers)
+    return {axis.key for axis in rubric.axes if axis.layer in alone}
+
+
 def prompt_axis_sets(rubric: Rubric, mode: str) -> list[tuple[str, ...]]:
-    """The axes of each call a mode makes for one sample: all (joint, group), one layer each, one axis each."""
+    """The axes of each call a mode makes for one sample: all (joint, group), one layer each, one axis each.
+
+    Outside group mode, response-only axes (:func:`response_only_axes`) get calls of their own: a joint call is
+    split in two, the CoT's axes and the response-only ones.
+    """
     if mode == "isolated":
         return [(key,) for key in rubric.axis_keys]
     if mode == "layered":
         sets = [tuple(a.key for a in rubric.axes if a.layer == layer.key) for layer in rubric.layers]
-        return [keys for keys in sets if keys]
-    return [tuple(rubric.axis_keys)]
+    else:
+        sets = [tuple(rubric.axis_keys)]
+    alone = response_only_axes(rubric) if mode != "group" else set()
+    split: list[tuple[str, ...]] = []
+    for keys in sets:
+        split.append(tuple(k for k in keys if k not in alone))
+        split.append(tuple(k for k in keys if k in alone))
+    return [keys for keys in split if keys]
 
 
 def render_prompts(
@@ -268,8 +298,18 @@ def render_prompts(
     or one per axis (isolated)."""
     language = prompt_language(profile, rubric)
     nonce = nonce or new_nonce()
+    # Axes of the rubric's response-only layers are judged without the CoT (prompt_axis_sets keeps them apart).
+    alone = response_only_axes(rubric)
     return [
-        render_prompt(sample, rubric, language=language, axis_keys=keys, nonce=nonce, rationale=profile.rationale)
+        render_prompt(
+            sample,
+            rubric,
+            language=language,
+            axis_keys=keys,
+            nonce=nonce,
+            rationale=profile.rationale,
+            include_reasoning=not set(keys) <= alone,
+        )
         for keys in prompt_axis_sets(rubric, profile.mode)
     ]
 
@@ -328,6 +368,29 @@ def group_order(hashes: Sequence[str]) -> list[int]:
     order = sorted(range(len(hashes)), key=lambda i: (hashes[i], i))
     random.Random(int.from_bytes(seed[:8], "big")).shuffle(order)
     return order
+
+
+def group_orders(hashes: Sequence[str], k: int) -> list[list[int]]:
+    """Up to ``k`` distinct display orders of a group, the first being :func:`group_order`'s.
+
+    The second is the first reversed (every sample moves as far as it can: first and last swap); further ones
+    are seeded shuffles. Fewer come back when the group has fewer distinct orders (one sample: one order).
+    """
+    first = group_order(hashes)
+    orders = [first]
+    if k >= 2 and len(first) > 1:
+        orders.append(first[::-1])
+    seed = hashlib.sha256(("perm\x00" + "\x00".join(sorted(hashes))).encode()).digest()
+    rng = random.Random(int.from_bytes(seed[:8], "big"))
+    limit = math.factorial(min(len(first), 8))
+    tries = 0
+    while len(orders) < min(k, limit) and tries < 100:
+        tries += 1
+        candidate = list(first)
+        rng.shuffle(candidate)
+        if candidate not in orders:
+            orders.append(candidate)
+    return orders
 
 
 def output_group_json_schema(

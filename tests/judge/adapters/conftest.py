@@ -34,6 +34,7 @@ def reward_server(
         redis_url=redis_url,
         redis_prefix=redis_prefix,
         reward_judge="loop",
+        reward_rubric="prmed@1",
         _env_file=None,
     )
     yield from serve(create_app(settings))

@@ -24,6 +24,7 @@ def patient_server(
         redis_url=redis_url,
         redis_prefix=redis_prefix,
         reward_judge="loop",
+        reward_rubric="prmed@1",  # one judge call a turn (prmed@2 judges the response axes apart)
         _env_file=None,  # type: ignore[call-arg]
     )
     yield from serve(create_app(settings))

@@ -53,7 +53,11 @@ async def test_aggregate_reward_for_a_conversational_batch(reward_server: str, o
     request = openai_server.last_request
     assert request.fenced_texts[0] == SYSTEM and REASONING_ZH in request.fenced_texts
     names = dict(logged)
-    assert set(names) == {"rj/zero_variance_fraction", "rj/failed_fraction", "rj/cache_hit_fraction"}
+    assert set(names) == {
+        "rj/zero_variance_fraction", "rj/failed_fraction", "rj/cache_hit_fraction", "rj/mixed_scale_fraction",
+        "rj/expected_score_fraction", "rj/refused_fraction",
+    }  # fmt: skip
+    assert names["rj/mixed_scale_fraction"] == 0.0 and names["rj/expected_score_fraction"] == 0.0  # no logprobs
     assert names["rj/failed_fraction"] == 0.0 and names["rj/cache_hit_fraction"] == 0.0
 
 
@@ -122,4 +126,4 @@ def test_tool_turns_of_a_completion_become_context() -> None:
 def _prmed_order() -> list[str]:
     from rubrics.registry import RubricRegistry
 
-    return RubricRegistry().resolve("prmed").axis_keys
+    return RubricRegistry().resolve("prmed@1").axis_keys

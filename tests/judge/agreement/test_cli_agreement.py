@@ -128,7 +128,7 @@ def test_stability_rescores_the_set_and_stores_every_run(
     env = {**env, "RJ_JUDGES_FILE": str(write_judges(tmp_path / "judges.yaml", openai_server))}
     out = tmp_path / "stability.json"
     proc = run_cli(
-        "stability", str(source), "--rubric", "prmed", "--judge", "loop", "--runs", "3", "--n-boot", "20",
+        "stability", str(source), "--rubric", "prmed@1", "--judge", "loop", "--runs", "3", "--n-boot", "20",
         "--out", str(out), env=env,
     )  # fmt: skip
     assert openai_server.calls == 3 * n  # the cache is off: every run asks the judge again

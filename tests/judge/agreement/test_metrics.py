@@ -110,6 +110,8 @@ def test_table_metrics_equal_library_metrics(seed: int) -> None:
         "mean_diff": float(np.mean(y - x)),
         "pass_kappa": m.cohen_kappa(x > 3, y > 3),
         "pass_f1": m.balanced_f1(x > 3, y > 3),
+        "gwet_ac2": m.gwet_ac2(x, y),
+        "pass_pabak": m.pabak(x > 3, y > 3),
     }
     assert set(got) == set(m.PAIR_METRICS)
     for name, value in expected.items():
@@ -150,3 +152,36 @@ def test_undefined_metrics_are_nan() -> None:
     assert out["exact"] == 1.0 and out["pass_f1"] == 1.0  # both always fail: the fail class agrees perfectly
     empty = m.table_metrics(np.zeros((5, 5)), 4.0)
     assert all(np.isnan(empty[name]) for name in m.PAIR_METRICS)
+
+
+# --- skewed scales: Gwet's AC2 and PABAK (issue 9) ---------------------------------------------------------------
+# Reference values from the irrCAC package (PyPI irrCAC 0.4.4, Gwet's own Python port of his R package):
+# CAC(pandas.DataFrame({"r1": a, "r2": b}), weights=W, categories=[1, 2, 3, 4, 5]).gwet()["est"]
+# ["coefficient_value"], rounded by irrCAC to 5 decimals. Computed once: irrCAC pins numpy < 2, so it is not a
+# test dependency.
+ALL_FIVES_BUT_ONE = ([5] * 19 + [4], [5] * 20)
+SPREAD = ([1, 2, 3, 3, 2, 1, 4, 1, 2, 5, 4, 5, 3, 3, 2], [1, 3, 3, 3, 2, 2, 4, 1, 3, 5, 4, 5, 2, 3, 1])
+
+
+def test_ordinal_weights_are_gwets() -> None:
+    # irrCAC's ordinal weights for 5 categories (first row): 1, 0.9, 0.7, 0.4, 0.
+    assert m.ordinal_weights()[0].tolist() == pytest.approx([1.0, 0.9, 0.7, 0.4, 0.0])
+
+
+@pytest.mark.parametrize(("pair", "irrcac_ac2"), [(ALL_FIVES_BUT_ONE, 0.99477), (SPREAD, 0.88814)])
+def test_gwet_ac2_equals_irrcac(pair: tuple[list[int], list[int]], irrcac_ac2: float) -> None:
+    a, b = pair
+    assert m.gwet_ac2(a, b) == pytest.approx(irrcac_ac2, abs=5e-6)
+    assert float(m.table_metrics(m.contingency(a, b), 4.0)["gwet_ac2"]) == pytest.approx(irrcac_ac2, abs=5e-6)
+
+
+def test_on_a_skewed_scale_ac2_and_pabak_do_not_collapse_where_qwk_and_alpha_do() -> None:
+    # "All 5 but one 4" (the pass line at 5): near-perfect agreement that kappa-type statistics call zero.
+    a, b = ALL_FIVES_BUT_ONE
+    out = m.table_metrics(m.contingency(a, b), 4.0)
+    assert float(out["exact"]) == pytest.approx(0.95)
+    assert float(out["qwk"]) == pytest.approx(0.0) and float(out["alpha_ordinal"]) < 0.05
+    assert float(out["gwet_ac2"]) > 0.99
+    # PABAK = 2 p_o - 1 (Byrt, Bishop & Carlin 1993, J Clin Epidemiol 46:423): 19 of 20 pass decisions agree.
+    assert float(out["pass_pabak"]) == pytest.approx(2 * 0.95 - 1)
+    assert m.pabak([True] * 19 + [False], [True] * 20) == pytest.approx(0.9)

@@ -401,3 +401,25 @@ async def test_position_effects_from_stored_group_verdicts(tiny_rubric: Rubric, 
     assert math.isclose(sum(p.shift.value or 0.0 for p in report.overall.positions), 0.0, abs_tol=1e-9)
     with pytest.raises(NotEnoughRatings):
         await positions_from_store(db_sessions, tiny_rubric, "another-judge", n_boot=0)
+
+
+async def test_position_effects_survive_averaging_over_permutations(
+    openai_server: OpenAIServer, tiny_rubric: Rubric, db_sessions: Sessions
+) -> None:
+    """Issue 9: verdicts averaged over display orders keep each order's score (``by_position``), so
+    ``rubric-judge positions`` still sees a judge's bias for the first candidate."""
+    openai_server.default = ScriptedVerdict(
+        by_candidate=lambda request: {label: 5 if label == "A" else 3 for label in request.candidate_labels}
+    )
+    profile = JudgeProfile.model_validate(
+        {"name": "perm", "model": "m", "base_url": openai_server.url, "mode": "group", "timeout_s": 5}
+    )
+    scorer = _scorer(db_sessions)
+    groups = [[make_sample(response=f"第{g}组第{m}个回答：建议就医。") for m in range(2)] for g in range(6)]
+    batch = await scorer.score_groups(tiny_rubric, profile, groups)
+    await scorer.aclose()
+    assert {item.verdict.axes["safety"].score for item in batch.items if item.verdict is not None} == {4}
+    report = await positions_from_store(db_sessions, tiny_rubric, "perm", n_boot=20)
+    first, second = report.overall.positions
+    assert (first.position, second.position) == (0, 1)
+    assert first.shift.value == pytest.approx(1.0) and second.shift.value == pytest.approx(-1.0)

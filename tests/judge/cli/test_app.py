@@ -86,7 +86,7 @@ def test_a_rerun_after_a_crash_resumes_without_duplicates(env: dict[str, str], t
 def test_score_with_an_llm_judge_profile(env: dict[str, str], tmp_path: Path, openai_server: OpenAIServer) -> None:
     env = {**env, "RJ_JUDGES_FILE": str(write_judges(tmp_path / "judges.yaml", openai_server))}
     out = tmp_path / "out.jsonl"
-    run_cli("score", str(EXAMPLES), "-o", str(out), "--rubric", "prmed", "--judge", "loop", env=env)
+    run_cli("score", str(EXAMPLES), "-o", str(out), "--rubric", "prmed@1", "--judge", "loop", env=env)
     lines = read_jsonl(out)
     assert len(lines) == openai_server.calls
     assert all(a["status"] == "ok" for r in lines for a in r["axes"].values())  # type: ignore[attr-defined]
@@ -95,7 +95,8 @@ def test_score_with_an_llm_judge_profile(env: dict[str, str], tmp_path: Path, op
 def test_score_asks_the_judge_for_scores_only(env: dict[str, str], tmp_path: Path, openai_server: OpenAIServer) -> None:
     env = {**env, "RJ_JUDGES_FILE": str(write_judges(tmp_path / "judges.yaml", openai_server))}
     out = tmp_path / "out.jsonl"
-    run_cli("score", str(EXAMPLES), "-o", str(out), "--judge", "loop", "--rationale", "none", env=env)
+    args = ("score", str(EXAMPLES), "-o", str(out), "--rubric", "prmed@1", "--judge", "loop")
+    run_cli(*args, "--rationale", "none", env=env)
     lines = read_jsonl(out)
     schema = openai_server.last_request.body["response_format"]["json_schema"]["schema"]
     assert schema["properties"]["axes"]["properties"]["safety"] == {"type": "integer", "enum": [1, 2, 3, 4, 5]}

@@ -81,7 +81,18 @@ def test_filter_resumes_after_ctrl_c_and_after_a_crash(tmp_path: Path, slow_serv
     rows[41] = "{坏掉的一行".encode()
     source = write_jsonl(tmp_path / "样本.jsonl", rows)
     kept, dropped = tmp_path / "out" / "kept.jsonl", tmp_path / "out" / "dropped.jsonl"
-    args = ["filter", str(source), "--kept", str(kept), "--dropped", str(dropped), "--judge", "loop"]
+    args = [
+        "filter",
+        str(source),
+        "--kept",
+        str(kept),
+        "--dropped",
+        str(dropped),
+        "--judge",
+        "loop",
+        "--rubric",
+        "prmed@1",
+    ]
     args += ["--chunk-size", "16", "--window", "2"]
 
     assert interrupt_after(args, env, (kept, dropped), 80, signal.SIGINT) != 0  # Ctrl-C
@@ -123,7 +134,18 @@ def test_curate_locally_writes_sft_records_and_a_rounds_report(tmp_path: Path, o
         ],
     )
     kept, dropped = tmp_path / "sft.jsonl", tmp_path / "rest.jsonl"
-    args = ["curate", str(source), "--kept", str(kept), "--dropped", str(dropped), "--judge", "loop"]
+    args = [
+        "curate",
+        str(source),
+        "--kept",
+        str(kept),
+        "--dropped",
+        str(dropped),
+        "--judge",
+        "loop",
+        "--rubric",
+        "prmed@1",
+    ]
     done = run_cli(*args, "--generator", "gen", env=env)
     records = read_jsonl(kept)
     assert [r["id"] for r in records] == ["甲", "乙"]
@@ -161,7 +183,18 @@ async def test_filter_against_a_server_and_its_workers(
     openai_server.default = marker_judge
     source = write_jsonl(tmp_path / "in.jsonl", [sample_line(i, passing=i < 3) for i in range(30)])
     kept, dropped = tmp_path / "kept.jsonl", tmp_path / "dropped.jsonl"
-    args = ["filter", str(source), "--kept", str(kept), "--dropped", str(dropped), "--judge", "loop"]
+    args = [
+        "filter",
+        str(source),
+        "--kept",
+        str(kept),
+        "--dropped",
+        str(dropped),
+        "--judge",
+        "loop",
+        "--rubric",
+        "prmed@1",
+    ]
     args += ["--server", live_api, "--chunk-size", "7"]
     env = cli_env(tmp_path, job_judges)
     proc = await asyncio.create_subprocess_exec(

@@ -37,7 +37,7 @@ async def test_filter_job_keeps_passing_samples_and_reports_each_line_once(
     async with await Runtime.open(job_settings) as runtime:
         service = JobsService(runtime)
         try:
-            spec = JobSpec(kind="filter", rubric="prmed", judge="loop", options=JobOptions(chunk_size=8))
+            spec = JobSpec(kind="filter", rubric="prmed@1", judge="loop", options=JobOptions(chunk_size=8))
             view = await service.create_from_stream(spec, blocks(lines))
             job_id = str(view["id"])
             assert view["state"] == "running"

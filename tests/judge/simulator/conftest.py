@@ -19,6 +19,7 @@ async def service(sqlite_url: str, tmp_path: Path, openai_server: OpenAIServer) 
     settings = Settings(
         database_url=sqlite_url,
         judges_file=write_simulator_judges(tmp_path / "judges.yaml", openai_server),
+        reward_rubric="prmed@1",  # one judge call a turn (prmed@2 judges the response axes apart)
         _env_file=None,  # type: ignore[call-arg]
     )
     async with await Runtime.open(settings) as runtime:

@@ -21,7 +21,7 @@ def config(service: SimulatorService, **changes: object) -> EpisodeConfig:
     values: dict[str, object] = {
         "policy": service.profiles.policy("policy"),
         "simulator": service.profiles.simulator("patient"),
-        "rubric": service.runtime.rubrics.resolve("prmed"),
+        "rubric": service.runtime.rubrics.resolve("prmed@1"),
         "judge": service.runtime.profiles.get("loop"),
         "turns": 3,
         "seed": 1,

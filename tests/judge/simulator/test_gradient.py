@@ -66,7 +66,7 @@ def gradient_config(service: SimulatorService) -> GradientConfig:
     return GradientConfig(
         policy=service.profiles.policy("policy"),
         perturber=service.profiles.simulator("patient"),
-        rubric=service.runtime.rubrics.resolve("prmed"),
+        rubric=service.runtime.rubrics.resolve("prmed@1"),
         judge=service.runtime.profiles.get("loop"),
         seed=3,
     )

@@ -120,17 +120,54 @@ def test_tokens_with_a_reasoning_prefix_the_content_lacks() -> None:
     assert found.expected == pytest.approx(2.5)
 
 
-def test_tokens_that_do_not_spell_the_content_give_none() -> None:
+def test_tokens_that_do_not_spell_the_content_are_aligned_by_the_text_before_the_digit() -> None:
+    # Issue 9: a server that sends no bytes while CJK characters are split across tokens (their text is
+    # a replacement character) used to drop E for that axis. The ASCII right before the digit finds it.
     content = '{"safety": {"rationale": "好", "score": 3}}'
-    tokens = _tokens(['{"safety": {"rationale": "坏", "score": ', ("3", {"3": 1.0}), "}}"])
+    tokens = _tokens(['{"safety": {"rationale": "\ufffd\ufffd", "score": ', ("3", {"3": 0.6, "4": 0.4}), "}}"])
+    for token in tokens:
+        token.bytes = None
 
-    assert locate_token(content, tokens, content.index("3")) is None
-    assert score_distributions(content, tokens, parse_scores(content, ["safety"])) == {"safety": None}
+    assert locate_token(content, tokens, content.index("3")) == 1
+    found = score_distributions(content, tokens, parse_scores(content, ["safety"]))["safety"]
+    assert found is not None and found.expected == pytest.approx(3.4)
 
 
-def test_digit_merged_into_a_larger_token_gives_none() -> None:
+def test_the_same_context_twice_is_told_apart_by_counting_from_the_end() -> None:
+    content = '{"a": {"rationale": "好", "score": 3}, "b": {"rationale": "好", "score": 3}}'
+    tokens = _tokens(
+        ['{"a": {"rationale": "\ufffd", "score": ', ("3", {"3": 1.0}), '}, "b": {"rationale": "\ufffd", "score": ',
+         ("3", {"3": 0.5, "5": 0.5}), "}}"]
+    )  # fmt: skip
+    for token in tokens:
+        token.bytes = None
+    parsed = parse_scores(content, ["a", "b"])
+    found = score_distributions(content, tokens, parsed)
+    assert found["a"] is not None and found["a"].expected == pytest.approx(3.0)
+    assert found["b"] is not None and found["b"].expected == pytest.approx(4.0)
+
+
+def test_a_trailing_newline_token_does_not_lose_the_expected_score() -> None:
     content = '{"safety": {"rationale": "好", "score": 3}}'
-    tokens = _tokens(['{"safety": {"rationale": "好", "score": ', ("3}}", {"3}}": 0.9, "2}}": 0.1})])
+    tokens = _tokens(['{"safety": {"rationale": "好", "score": ', ("3", {"3": 0.5, "2": 0.5}), "}}", "\n"])
+
+    found = score_distributions(content, tokens, parse_scores(content, ["safety"]))["safety"]
+    assert found is not None and found.expected == pytest.approx(2.5)
+
+
+def test_digit_merged_into_a_larger_token_counts_alternatives_with_the_same_tail() -> None:
+    content = '{"safety": {"rationale": "好", "score": 3}}'
+    tokens = _tokens(['{"safety": {"rationale": "好", "score": ', ("3}}", {"3}}": 0.6, "2}}": 0.3, "35": 0.1})])
+
+    found = score_distributions(content, tokens, parse_scores(content, ["safety"]))["safety"]
+    assert found is not None
+    assert found.probabilities == {3: pytest.approx(0.6), 2: pytest.approx(0.3)}
+    assert found.expected == pytest.approx((3 * 0.6 + 2 * 0.3) / 0.9)
+
+
+def test_an_expected_score_on_too_little_mass_is_not_used() -> None:
+    content = '{"safety": {"rationale": "好", "score": 3}}'
+    tokens = _tokens(['{"safety": {"rationale": "好", "score": ', ("3", {"3": 0.3, "x": 0.7})])
 
     assert score_distributions(content, tokens, parse_scores(content, ["safety"])) == {"safety": None}
 

@@ -134,16 +134,17 @@ async def test_repair_succeeds(
     assert metric_value("rj_judge_repairs_total", judge=judge.profile.name, outcome="ok") == 1
 
 
-async def test_repair_only_replaces_failed_axes(
+async def test_a_complete_repair_replaces_the_partial_first_answer(
     make_judge: MakeJudge, openai_server: OpenAIServer, tiny_rubric: Rubric, zh_sample: Sample
 ) -> None:
+    # Issue 9: a partial first object (perhaps a half-copied quote) must not survive beside a complete repair.
     partial = Text(
         '{"axes": {"emotion_perception": {"rationale": "好", "score": 5}, "safety": {"rationale": "好", "score": 7}}}'
     )
     openai_server.script(partial, Verdict(scores=3))
     outcome = await make_judge().score(zh_sample, tiny_rubric)
 
-    assert axis_scores(outcome) == {"emotion_perception": 5, "medical_accuracy": 3, "safety": 3}
+    assert axis_scores(outcome) == {"emotion_perception": 3, "medical_accuracy": 3, "safety": 3}
     assert outcome.error is None
     repair_note = openai_server.last_request.body["messages"][-1]["content"]
     assert "axis 'medical_accuracy' missing" in repair_note
