@@ -51,6 +51,8 @@ class UsageOut(BaseModel):
     cached: int
     judged: int
     timed_out: int
+    # Answered verdicts not in the store yet (an outage): retried until stored, never dropped.
+    pending_writes: int = 0
     calls: int
     prompt_tokens: int
     completion_tokens: int
@@ -87,5 +89,5 @@ class ErrorResponse(BaseModel):
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 422, 503)
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 503)
 }

@@ -103,6 +103,8 @@ class ScoredItem:
 class ScoreBatch:
     items: list[ScoredItem]
     usage: Usage
+    # Verdicts answered in this batch that the store has not taken yet (held for a retry: judge/writer.py).
+    pending_writes: int = 0
 
     @property
     def cached(self) -> int:
@@ -118,6 +120,7 @@ class Scorer:
         cache: VerdictCache,
         sessions: async_sessionmaker[AsyncSession] | None,
         backend_factory: BackendFactory,
+        writer: VerdictWriter | None = None,
     ) -> None:
         self._cache = cache
         self._sessions = sessions
@@ -127,9 +130,13 @@ class Scorer:
         self._backends: dict[str, JudgeBackend] = {}
         self._inflight: dict[str, asyncio.Task[Verdict]] = {}
         self._group_inflight: dict[str, asyncio.Task[dict[str, Verdict]]] = {}
-        self._writer = VerdictWriter(sessions, cache)
+        self._writer = writer if writer is not None else VerdictWriter(sessions, cache)
         self._store_log = OutageLog(log, "verdict store")
         self._closing = False
+
+    @property
+    def writer(self) -> VerdictWriter:
+        return self._writer
 
     def backend(self, profile: JudgeProfile) -> JudgeBackend:
         """The backend for a profile, built on first use (raises JudgeUnavailable if it cannot be)."""
@@ -190,7 +197,7 @@ class Scorer:
                 usage = usage.add(verdict.usage)
                 counted.add(key)
             items.append(ScoredItem(sample, key, verdict, cached=False))
-        return ScoreBatch(items, usage)
+        return ScoreBatch(items, usage, self._pending_writes(items))
 
     async def score_groups(
         self,
@@ -267,7 +274,11 @@ class Scorer:
                     usage = usage.add(verdict.usage)
                     counted.add(key)
                 items.append(ScoredItem(sample, key, verdict, cached=False))
-        return ScoreBatch(items, usage)
+        return ScoreBatch(items, usage, self._pending_writes(items))
+
+    def _pending_writes(self, items: list[ScoredItem]) -> int:
+        ids = {item.verdict.id for item in items if not item.cached and not item.timed_out and item.verdict is not None}
+        return sum(1 for verdict_id in ids if self._writer.is_pending(verdict_id))
 
     def _forget_group(self, key: str) -> Callable[[asyncio.Task[dict[str, Verdict]]], None]:
         def done(_: asyncio.Task[dict[str, Verdict]]) -> None:
