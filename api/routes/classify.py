@@ -18,7 +18,15 @@ from rubrics.errors import RubricJudgeError
 router = APIRouter(tags=["vllm"])
 
 
-@router.post("/classify")
+@router.post(
+    "/classify",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": ClassifyRequest.model_json_schema()}},
+        }
+    },
+)
 async def vllm_classify(request: Request) -> FastJSONResponse:
     """Per input: the reward model's axis scores (or pass probabilities with activation), then the reward."""
     runtime: Runtime = request.app.state.runtime

@@ -35,7 +35,16 @@ class FeedbackRequest(BaseModel):
     language: Literal["zh", "en"] | None = None
 
 
-@router.post("/feedback", responses=ERROR_RESPONSES)
+@router.post(
+    "/feedback",
+    responses=ERROR_RESPONSES,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": FeedbackRequest.model_json_schema()}},
+        }
+    },
+)
 async def feedback(request: Request, runtime: RuntimeDep, session: SessionDep) -> FastJSONResponse:
     """Failing axes with the judge's rationales and the anchors of the next level up, as instructions."""
     body = FeedbackRequest.model_validate_json(await request.body())

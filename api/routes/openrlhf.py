@@ -30,7 +30,15 @@ def _authorised(request: Request, keys: frozenset[str]) -> bool:
     return bool(token) and any(hmac.compare_digest(token.encode(), key.encode()) for key in keys)
 
 
-@router.post("/get_reward")
+@router.post(
+    "/get_reward",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": OpenRLHFRequest.model_json_schema()}},
+        }
+    },
+)
 async def openrlhf_get_reward(
     request: Request, rubric: str | None = None, judge: str | None = None
 ) -> FastJSONResponse:
