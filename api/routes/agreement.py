@@ -161,7 +161,7 @@ async def agreement(
     n_boot: Annotated[
         int | None, Query(ge=0, description="Bootstrap resamples (default and maximum: settings)")
     ] = None,
-    seed: Annotated[int, Query(ge=0)] = 0,
+    seed: Annotated[int, Query(ge=0, le=2**32 - 1)] = 0,
 ) -> FastJSONResponse:
     """Agreement of the selected raters per axis and overall, with bootstrap CIs (the report's JSON).
 
