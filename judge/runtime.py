@@ -68,7 +68,9 @@ class Runtime:
                 wait_s=settings.write_wait_s,
                 flush_timeout_s=settings.write_flush_timeout_s,
             )
-            scorer = Scorer(cache=cache, sessions=sessions, backend_factory=factory, writer=writer)
+            scorer = Scorer(
+                cache=cache, sessions=sessions, backend_factory=factory, writer=writer, grace_s=settings.judge_grace_s
+            )
             stack.push_async_callback(scorer.aclose)
             # Verdicts spooled by an earlier run (an outage, a SIGTERM while the store was down) go in now.
             writer.start()

@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,6 +122,7 @@ class Scorer:
         sessions: async_sessionmaker[AsyncSession] | None,
         backend_factory: BackendFactory,
         writer: VerdictWriter | None = None,
+        grace_s: float | None = None,
     ) -> None:
         self._cache = cache
         self._sessions = sessions
@@ -133,6 +135,10 @@ class Scorer:
         self._writer = writer if writer is not None else VerdictWriter(sessions, cache)
         self._store_log = OutageLog(log, "verdict store")
         self._closing = False
+        # Judge calls whose every waiter gave up: cancelled ``grace_s`` after the last waiter's deadline, so
+        # abandoned calls do not hold the judge's slots while fresh requests time out (None: never cancelled).
+        self._grace_s = grace_s
+        self._expiry: dict[str, float] = {}
 
     @property
     def writer(self) -> VerdictWriter:
@@ -178,7 +184,8 @@ class Scorer:
                 metrics.CACHE_MISSES.inc()
             tasks[key] = task
         if tasks:
-            # asyncio.wait never cancels: late results still reach the store and the cache.
+            # asyncio.wait never cancels: late results still reach the store and the cache (within the grace).
+            self._claim(tasks, deadline_s)
             await asyncio.wait(set(tasks.values()), timeout=deadline_s)
         usage = Usage()
         counted: set[str] = set()
@@ -189,7 +196,7 @@ class Scorer:
                 items.append(ScoredItem.hit(sample, key, hit, source))
                 continue
             task = tasks[key]
-            if not task.done():
+            if not task.done() or task.cancelled():
                 items.append(ScoredItem(sample, key, None, cached=False))
                 continue
             verdict = task.result()
@@ -253,7 +260,8 @@ class Scorer:
                 metrics.CACHE_MISSES.inc(len(plan.samples))
             tasks[plan.call_key] = task
         if tasks:
-            # As in score(): never cancelled, so late verdicts still reach the store and the cache.
+            # As in score(): late verdicts still reach the store and the cache (within the grace).
+            self._claim(tasks, deadline_s)
             await asyncio.wait(set(tasks.values()), timeout=deadline_s)
 
         usage = Usage()
@@ -266,7 +274,7 @@ class Scorer:
             if task is None:
                 hit, source = found[key]
                 items.append(ScoredItem.hit(sample, key, hit, source))
-            elif not task.done():
+            elif not task.done() or task.cancelled():
                 items.append(ScoredItem(sample, key, None, cached=False))
             else:
                 verdict = task.result()[sample.hash]
@@ -275,6 +283,38 @@ class Scorer:
                     counted.add(key)
                 items.append(ScoredItem(sample, key, verdict, cached=False))
         return ScoreBatch(items, usage, self._pending_writes(items))
+
+    def _claim(self, tasks: Mapping[str, asyncio.Task[Any]], deadline_s: float | None) -> None:
+        """This waiter wants each call until its deadline plus the grace (for ever without a deadline).
+
+        A call is cancelled once the latest claim on it has passed: it answered nobody then, so nothing
+        answered is lost, and its judge slot goes to fresh requests instead of being held for minutes.
+        """
+        if self._grace_s is None:
+            return
+        loop = asyncio.get_running_loop()
+        expiry = math.inf if deadline_s is None else loop.time() + deadline_s + self._grace_s
+        for key, task in tasks.items():
+            current = self._expiry.get(key)
+            if current is None:
+                task.add_done_callback(self._forget_expiry(key))
+            elif current >= expiry:
+                continue
+            self._expiry[key] = expiry
+            if expiry != math.inf:
+                loop.call_at(expiry, self._expire, key, task)
+
+    def _forget_expiry(self, key: str) -> Callable[[asyncio.Task[Any]], None]:
+        def done(_: asyncio.Task[Any]) -> None:
+            self._expiry.pop(key, None)
+
+        return done
+
+    def _expire(self, key: str, task: asyncio.Task[Any]) -> None:
+        if task.done() or self._expiry.get(key, 0.0) > asyncio.get_running_loop().time():
+            return
+        log.info("judge call %s abandoned by every waiter; cancelled after the %.1f s grace", key[:12], self._grace_s)
+        task.cancel()
 
     def _pending_writes(self, items: list[ScoredItem]) -> int:
         ids = {item.verdict.id for item in items if not item.cached and not item.timed_out and item.verdict is not None}

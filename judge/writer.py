@@ -103,9 +103,11 @@ class VerdictWriter:
         Waits at most ``wait_s`` for the commit. A verdict not stored yet is never dropped: it is retried
         until the store takes it (``is_pending`` says so meanwhile).
         """
-        if self._sessions is None:
-            return False
         pending = _Pending(verdict, sample)
+        if self._sessions is None:
+            # No store (a cache-only scorer): the cache still gets complete verdicts.
+            await self._cache_complete([pending])
+            return False
         if self._outage:
             # The store is known to be down: join the buffer now, without an attempt that would fail too.
             self._hold([pending])
