@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from api.responses import FastJSONResponse
 from api.routes.openrlhf import _authorised
+from api.schemas import VLLM_ERROR_RESPONSES
 from judge.classify import ClassifyRequest, classify, error_body
 from judge.runtime import Runtime
 from rubrics.errors import RubricJudgeError
@@ -20,6 +21,7 @@ router = APIRouter(tags=["vllm"])
 
 @router.post(
     "/classify",
+    responses=VLLM_ERROR_RESPONSES,
     openapi_extra={
         "requestBody": {
             "required": True,

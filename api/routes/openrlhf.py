@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
 from api.responses import FastJSONResponse
+from api.schemas import DETAIL_RESPONSES
 from judge.rewards.openrlhf import OpenRLHFRequest, get_reward
 from judge.runtime import Runtime
 from rubrics.errors import RubricJudgeError
@@ -32,6 +33,7 @@ def _authorised(request: Request, keys: frozenset[str]) -> bool:
 
 @router.post(
     "/get_reward",
+    responses=DETAIL_RESPONSES,
     openapi_extra={
         "requestBody": {
             "required": True,
