@@ -16,6 +16,7 @@ from judge.cli.agreement import register as register_agreement_commands
 from judge.cli.jobs import register as register_job_commands
 from judge.cli.rewards import register as register_reward_commands
 from judge.cli.rm import register as register_rm_commands
+from judge.cli.spool import register as register_spool_commands
 from judge.errors import RubricJudgeError
 from judge.settings import Settings, get_settings
 
@@ -171,4 +172,5 @@ def rubrics_validate(path: Annotated[Path, typer.Argument(exists=True, dir_okay=
 register_agreement_commands(app)  # ratings import, agreement, stability, positions
 register_job_commands(app)  # filter, curate, worker
 register_rm_commands(app)  # rm train, eval, list, activate
+register_spool_commands(app)  # spool status, replay
 register_reward_commands(app)  # rewards
