@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -198,9 +200,127 @@ async def main(args: argparse.Namespace) -> list[tuple[str, str, str, str, int]]
             missing = await _missing(cluster.url, result["ids"])
             rows.append(("API SIGTERM mid-load, PostgreSQL down", f"{len(result['ids'])} answered, then exit ({code})",
                          f"{spooled} verdicts spooled, replayed at restart",
-                         f"{result['errors']} refused after the exit", missing))  # fmt: skip
+                         f"{result['errors']} sent after the exit (refused)", missing))  # fmt: skip
             restarted.sigterm()
     finally:
+        cluster.stop("immediate")
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(pg_dir, ignore_errors=True)
+    return rows
+
+
+async def in_process(args: argparse.Namespace) -> list[tuple[str, str, str, str, int]]:
+    """Faults that need a scripted judge or a private Redis: the app in this process, the loopback judge in a
+    thread (scriptable), a private PostgreSQL and a private redis-server."""
+    from api.app import create_app
+    from judge.jobs.schemas import JobOptions, JobSpec
+    from judge.jobs.service import JobsService
+    from judge.jobs.worker import WorkerConfig, build_worker, close_worker
+    from judge.settings import Settings
+    from judge.store.migrate import upgrade
+    from tests.support.openai_server import HTTPError, OpenAIServer, Slow
+    from tests.support.private_services import PrivateRedis
+
+    rows: list[tuple[str, str, str, str, int]] = []
+    pg_dir = Path(tempfile.mkdtemp(prefix="rj-bench-pg-"))
+    work = Path(tempfile.mkdtemp(prefix="rj-bench-reliability-"))
+    cluster = PrivatePostgres(pg_dir)
+    cluster.start()
+    redis = PrivateRedis(work / "redis")
+    redis.start()
+    server = OpenAIServer().start()
+    try:
+        await upgrade(cluster.url)
+        judges = work / "judges.yaml"
+        judges.write_text(
+            yaml.safe_dump({"judges": [{"name": "loop", "backend": "openai", "model": "m", "concurrency": 16,
+                                        "base_url": server.url, "timeout_s": 120, "max_retries": 2}]}),
+            encoding="utf-8",
+        )  # fmt: skip
+        settings = Settings(  # type: ignore[call-arg]
+            database_url=cluster.url, judges_file=judges, spool_dir=work / "spool", judge_grace_s=2.0,
+            redis_url=redis.url, _env_file=None,
+        )  # fmt: skip
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://rj", timeout=120) as client:
+                console.print("[bold]4. judge stalls: 64 requests whose judge never answers, then a fresh one")
+                server.script(*[Slow(delay_s=600.0)] * 64)
+                stalled = [
+                    client.post("/v1/score", json={**_body("stall", i), "options": {"deadline_ms": 2000}})
+                    for i in range(64)
+                ]
+                answers = await asyncio.gather(*stalled)
+                timeouts = sum(r.json()["usage"]["timed_out"] for r in answers)
+                await asyncio.sleep(settings.judge_grace_s + 0.5)
+                server.reset()
+                fresh = await client.post("/v1/score", json={**_body("fresh", 0), "options": {"deadline_ms": 5000}})
+                judged = fresh.json()["results"][0]["verdict_id"] is not None
+                ids = [fresh.json()["results"][0]["verdict_id"]] if judged else []
+                rows.append(("judge stalls (16 slots)", "64 stalled requests, deadline 2 s, grace 2 s",
+                             f"{timeouts} timed out; a fresh request judged within its 5 s deadline: "
+                             f"{'yes' if judged else 'NO'}", f"{sum(r.status_code != 200 for r in answers)} errors",
+                             await _missing(cluster.url, ids)))  # fmt: skip
+
+                console.print("[bold]5. 429/500 storm from the judge")
+                storm = [HTTPError(429, headers={"retry-after": "0"}), HTTPError(500)] * 150
+                server.script(*storm)
+                answers = await asyncio.gather(*(client.post("/v1/score", json=_body("storm", i)) for i in range(200)))
+                ids = [r["verdict_id"] for a in answers if a.status_code == 200 for r in a.json()["results"]]
+                invented = sum(
+                    1
+                    for a in answers
+                    for r in a.json()["results"]
+                    for axis in r["axes"].values()
+                    if axis["status"] != "ok" and axis["score"] is not None
+                )
+                failed = sum(1 for a in answers for r in a.json()["results"] if r["error"])
+                rows.append(("429/500 storm", "200 requests, 300 error answers scripted",
+                             f"{failed} items judge_error after retries, {invented} invented scores",
+                             f"{sum(a.status_code != 200 for a in answers)} errors",
+                             await _missing(cluster.url, ids)))  # fmt: skip
+                server.reset()
+
+            console.print("[bold]6. Redis killed mid-job (a worker running), restarted empty")
+            jobs = JobsService(app.state.runtime)
+            worker = build_worker(settings, WorkerConfig(lease_s=5, poll_delay_s=0.02, queue_check_s=1.0),
+                                  handle_signals=False)  # fmt: skip
+            task = asyncio.create_task(worker.async_run())
+            try:
+                server.latency_s = 0.05
+
+                async def lines() -> Any:
+                    for i in range(args.job_items):
+                        yield orjson.dumps(_body("job", i)["samples"][0]) + b"\n"
+
+                job_id = str((await jobs.create_from_stream(JobSpec(judge="loop", options=JobOptions(chunk_size=10)),
+                                                            lines()))["id"])  # fmt: skip
+                while (await jobs.get(job_id))["counts"]["done"] < args.job_items // 5:
+                    await asyncio.sleep(0.05)
+                redis.stop()
+                await asyncio.sleep(args.outage_s)
+                survived = not task.done()
+                redis.start()
+                deadline = time.monotonic() + 300
+                while (await jobs.get(job_id))["state"] != "done" and time.monotonic() < deadline:
+                    await asyncio.sleep(0.2)
+                counts = (await jobs.get(job_id))["counts"]
+                rows.append((f"Redis killed {args.outage_s:.0f} s mid-job, back empty",
+                             f"{args.job_items} items, 1 worker",
+                             f"worker survived: {'yes' if survived else 'NO'}; job {(await jobs.get(job_id))['state']}"
+                             " without a restart", f"{counts['failed']} items failed",
+                             args.job_items - counts["done"]))  # fmt: skip
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                await close_worker(worker)
+                await jobs.aclose()
+                server.latency_s = 0.0
+    finally:
+        server.stop()
+        redis.stop()
         cluster.stop("immediate")
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(pg_dir, ignore_errors=True)
@@ -213,8 +333,13 @@ if __name__ == "__main__":
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--outage-s", type=float, default=8.0)
     parser.add_argument("--latency-ms", type=float, default=20.0)
-    figures = asyncio.run(main(parser.parse_args()))
-    console.print("| scenario | load | fault detail | errors | answered verdicts lost |")
-    console.print("|---|---|---|---|---|")
+    parser.add_argument("--job-items", type=int, default=400)
+    parser.add_argument("--only", choices=["processes", "in-process"], default=None)
+    options = parser.parse_args()
+    figures = [] if options.only == "in-process" else asyncio.run(main(options))
+    if options.only != "processes":
+        figures += asyncio.run(in_process(options))
+    print("| scenario | load | fault detail | errors | answered verdicts lost |")  # noqa: T201 - the table
+    print("|---|---|---|---|---|")  # noqa: T201
     for scenario, load, detail, errors, lost in figures:
-        console.print(f"| {scenario} | {load} | {detail} | {errors} | **{lost}** |")
+        print(f"| {scenario} | {load} | {detail} | {errors} | **{lost}** |")  # noqa: T201
