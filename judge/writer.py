@@ -258,7 +258,14 @@ class VerdictWriter:
             # No spool configured: keep them in memory rather than lose them.
             self._held.extendleft(reversed(items))
             return
-        self._spool.append([encode(p.verdict, p.sample) for p in items])
+        try:
+            self._spool.append([encode(p.verdict, p.sample) for p in items])
+        except OSError as exc:
+            # A read-only or full disk: keep them in memory (over the bound) rather than lose them.
+            log.error("cannot spill %d verdicts to %s (%s); keeping them in memory", len(items),
+                      self._spool.directory, exc)  # fmt: skip
+            self._held.extendleft(reversed(items))
+            return
         self.spilled += len(items)
         for pending in items:
             self._held_ids.discard(pending.verdict.id)
@@ -346,13 +353,16 @@ class VerdictWriter:
         while not self._queue.empty():
             left.append(self._queue.get_nowait())
         if left:
-            if self._spool is not None:
+            try:
+                if self._spool is None:
+                    raise OSError("no spool configured")
                 # Duplicates of rows that did commit are harmless: replay inserts ON CONFLICT DO NOTHING.
                 self._spool.append([encode(p.verdict, p.sample) for p in left])
                 log.warning("store unreachable at shutdown: %d verdicts written to the spool %s",
                             len(left), self._spool.directory)  # fmt: skip
-            else:
-                log.error("store unreachable at shutdown and no spool: %d verdicts not stored", len(left))
+            except OSError as exc:
+                log.error("store unreachable at shutdown and the spool failed (%s): %d verdicts not stored: %s",
+                          exc, len(left), ", ".join(p.verdict.id for p in left[:20]))  # fmt: skip
             self._held.clear()
             self._held_ids.clear()
         if self._spool is not None:
