@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.responses import FastJSONResponse
@@ -79,7 +79,7 @@ def install_error_handlers(app: FastAPI) -> None:
         # Headers kept: a 405 carries the methods the route allows in ``Allow``.
         return error_response(exc.status_code, "HTTPError", str(exc.detail), headers=exc.headers)
 
-    @app.exception_handler(DBAPIError)
+    @app.exception_handler(SQLAlchemyError)
     @app.exception_handler(OSError)
     async def _store(request: Request, exc: Exception) -> FastJSONResponse:
         # While the database is down its routes answer 503 with Retry-After, not 500 (the client retries).
