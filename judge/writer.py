@@ -175,7 +175,7 @@ class VerdictWriter:
             pass
         except Exception as exc:
             if not is_store_outage(exc):
-                raise
+                log.exception("verdict writer: unexpected failure; holding %d verdicts for a retry", len(batch))
             self._log.failed(f"could not store {len(batch)} verdicts; holding them for a retry", exc)
             self._hold(batch)
             return
