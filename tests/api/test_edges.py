@@ -232,3 +232,28 @@ def test_query_string_keys_are_redacted_from_log_records() -> None:
     assert "/classify?x=1&api_key=***" in record.getMessage()
     assert isinstance(record.args, tuple)
     assert record.args[4] == 200  # uvicorn unpacks the arguments: their types stay
+
+
+async def test_nul_items_in_a_job_upload_are_invalid_items_and_the_rest_is_queued(
+    make_client: AppClient, redis_url: str, redis_prefix: str
+) -> None:
+    import orjson
+
+    good = orjson.dumps(sample(0))
+    escaped = orjson.dumps(sample(1, response="胸口\u0000疼"))  # the JSON escape \u0000
+    raw_nul = orjson.dumps(sample(2)).replace("别着急".encode(), b"\x00")  # a raw NUL byte: not even JSON
+    body = b"\n".join([good, escaped, raw_nul]) + b"\n"
+    async with make_client(redis_url=redis_url, redis_prefix=redis_prefix) as c:
+        resp = await c.post(
+            "/v1/jobs?kind=filter&judge=loop", content=body, headers={"content-type": "application/x-ndjson"}
+        )
+        assert resp.status_code == 202, resp.text
+        counts = resp.json()["counts"]
+        assert counts["total"] == 3
+        assert counts["invalid"] == 2
+
+
+async def test_nul_in_a_job_source_path_is_a_422(make_client: AppClient, redis_url: str, redis_prefix: str) -> None:
+    job = {"kind": "filter", "judge": "loop", "source": {"path": "输入\u0000.jsonl"}}
+    async with make_client(redis_url=redis_url, redis_prefix=redis_prefix) as c:
+        assert _error(await c.post("/v1/jobs", json=job), 422)["field"] == "source.path"
