@@ -314,6 +314,7 @@ class Scorer:
         if task.done() or self._expiry.get(key, 0.0) > asyncio.get_running_loop().time():
             return
         log.info("judge call %s abandoned by every waiter; cancelled after the %.1f s grace", key[:12], self._grace_s)
+        metrics.JUDGE_CALLS_ABANDONED.inc()
         # Off the in-flight maps at once: a request arriving before the cancel lands starts a fresh call.
         for inflight in (self._inflight, self._group_inflight):
             if inflight.get(key) is task:

@@ -28,6 +28,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tenacity import AsyncRetrying, retry_if_exception, stop_never, wait_random_exponential
 
+from judge import metrics
 from judge.agreement.store import add_verdict_ratings
 from judge.cache import VerdictCache
 from judge.durability.outage import is_store_outage
@@ -222,6 +223,7 @@ class VerdictWriter:
 
     def _refuse(self, pending: _Pending, exc: BaseException) -> None:
         self.rejected += 1
+        metrics.VERDICTS_REFUSED.inc()
         record = encode(pending.verdict, pending.sample)
         where = self._spool.reject([record]) if self._spool is not None else None
         log.error("verdict %s refused by the store (%s: %s); kept in %s",
@@ -232,6 +234,7 @@ class VerdictWriter:
         for pending in batch:
             self._held_ids.discard(pending.verdict.id)
             pending.settle(stored)
+        metrics.PENDING_WRITES.set(len(self._held_ids))
 
     async def _cache_complete(self, batch: list[_Pending]) -> None:
         items = {p.verdict.cache_key: verdict_bytes(p.verdict) for p in batch if p.verdict.complete}
@@ -251,6 +254,7 @@ class VerdictWriter:
         overflow = len(self._held) - self._buffer_max
         if overflow > 0:
             self._spill([self._held.popleft() for _ in range(overflow)])
+        metrics.PENDING_WRITES.set(len(self._held_ids))
         self._ensure_retrying()
 
     def _spill(self, items: list[_Pending]) -> None:
@@ -267,6 +271,7 @@ class VerdictWriter:
             self._held.extendleft(reversed(items))
             return
         self.spilled += len(items)
+        metrics.VERDICTS_SPOOLED.inc(len(items))
         for pending in items:
             self._held_ids.discard(pending.verdict.id)
 
@@ -326,6 +331,7 @@ class VerdictWriter:
                         # idempotent), and the retry loop comes back to it.
                         raise ConnectionError("store went away during spool replay")
                 self.replayed += len(records)
+                metrics.VERDICTS_REPLAYED.inc(len(records))
                 log.warning("replayed %d spooled verdicts from %s", len(records), spooled.path.name)
                 spooled.done()
             except BaseException:
@@ -358,6 +364,7 @@ class VerdictWriter:
                     raise OSError("no spool configured")
                 # Duplicates of rows that did commit are harmless: replay inserts ON CONFLICT DO NOTHING.
                 self._spool.append([encode(p.verdict, p.sample) for p in left])
+                metrics.VERDICTS_SPOOLED.inc(len(left))
                 log.warning("store unreachable at shutdown: %d verdicts written to the spool %s",
                             len(left), self._spool.directory)  # fmt: skip
             except OSError as exc:

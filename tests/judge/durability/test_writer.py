@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -106,11 +107,14 @@ async def test_a_full_buffer_spills_and_a_shutdown_while_down_spools_the_rest(
     spool_dir = tmp_path / "spool"
     writer = _writer(sessions, spool_dir, private_pg.url, buffer_max=5, flush_timeout_s=0.3)
     pairs = _pairs(20, tag="溢出")
+    spooled_before = REGISTRY.get_sample_value("rj_verdicts_spooled_total") or 0.0
     await asyncio.to_thread(private_pg.stop, "immediate")
     try:
         stored = [await writer.write(v, s) for v, s in pairs]
         assert not any(stored)
         assert writer.spilled == 15
+        assert REGISTRY.get_sample_value("rj_verdicts_spooled_total") == spooled_before + 15
+        assert REGISTRY.get_sample_value("rj_verdicts_pending_writes") == 5
         assert writer.pending == 5
         assert all(writer.is_pending(v.id) for v, _ in pairs[-5:])
         await writer.aclose()  # SIGTERM path: the store is still down, so the buffer goes to the spool
