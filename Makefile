@@ -19,7 +19,7 @@ $(VENV)/.core: pyproject.toml | $(VENV)/bin/python
 # torch is pinned to the CPU build that installs from local disk; unpinned it would pull CUDA.
 $(VENV)/.dev: pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[dev,rm,stats,jobs]'
+	$(PIP) install -q -e '.[dev,rm,stats,jobs,trainers,trainer_agent_loops]'
 	touch $@ $(VENV)/.core
 
 setup: $(VENV)/.core
@@ -50,7 +50,7 @@ test: setup-dev
 check: lint typecheck test
 
 # Benchmarks print tables (bench/README.md); run them on an idle machine.
-BENCHES := bench_scoring bench_rewards bench_jobs bench_reward_model bench_agreement bench_reliability
+BENCHES := bench_scoring bench_rewards bench_jobs bench_reward_model bench_agreement bench_studies bench_cost bench_simulate bench_reliability
 bench: setup-dev
 	@for b in $(BENCHES); do echo "== $$b"; $(PY) bench/$$b.py || exit 1; done
 

@@ -19,6 +19,16 @@ CACHE_HITS = Counter("rj_cache_hits_total", "Verdicts served from the cache", ["
 CACHE_MISSES = Counter("rj_cache_misses_total", "Verdicts not found in cache or store")
 CACHE_ERRORS = Counter("rj_cache_errors_total", "Cache operations that failed (scoring went on)")
 AXIS_STATUS = Counter("rj_axis_results_total", "Axis results by status", ["judge", "status"])
+JUDGE_TOKENS = Counter(
+    "rj_judge_tokens_total",
+    "Judge tokens by kind: prompt, cached (the part of prompt served from the provider's prefix cache), completion",
+    ["judge", "kind"],
+)
+JUDGE_HEDGES = Counter(
+    "rj_judge_hedges_total",
+    "Extra judge calls sent because an answer was slow, by outcome: won (the hedge answered first), lost, failed",
+    ["judge", "outcome"],
+)
 # Durability (docs/reliability.md): verdicts answered but not yet stored, and where they went.
 PENDING_WRITES = Gauge("rj_verdicts_pending_writes", "Answered verdicts held in memory for the store (an outage)")
 VERDICTS_SPOOLED = Counter("rj_verdicts_spooled_total", "Verdicts written to the local spool (buffer full or shutdown)")

@@ -171,3 +171,4 @@ class RewardModelRow(Base):
 
 # Feature tables defined next to their features; imported here so that they are on Base.metadata (migrations, tests).
 from judge.jobs import models as _job_models  # noqa: E402, F401
+from judge.studies import models as _study_models  # noqa: E402, F401
