@@ -32,6 +32,19 @@ def _hoist(node: Any, components: dict[str, Any]) -> Any:
     return node
 
 
+def _errors_as_json(document: dict[str, Any]) -> None:
+    """Error answers are JSON even on a route whose success is HTML or text (FastAPI gives them the route's type)."""
+    for path in document.get("paths", {}).values():
+        for operation in path.values():
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content") if status[:1] in "45" else None
+                if not content or "application/json" in content:
+                    continue
+                schemas = [media.get("schema", {}) for media in content.values()]
+                if any(str(schema.get("$ref", "")).endswith("/ErrorResponse") for schema in schemas):
+                    response["content"] = {"application/json": {"schema": schemas[0]}}
+
+
 def install_openapi(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -41,6 +54,7 @@ def install_openapi(app: FastAPI) -> None:
             _hoist(document, hoisted)
             for name, schema in hoisted.items():
                 components.setdefault(name, schema)
+            _errors_as_json(document)
             app.openapi_schema = document
         return app.openapi_schema
 
