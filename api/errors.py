@@ -13,9 +13,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.responses import FastJSONResponse
-from judge.durability.outage import is_store_outage
+from judge.durability.outage import is_store_outage, is_unstorable_text
 from judge.errors import StoreUnavailable
 from rubrics.errors import RubricJudgeError
+from rubrics.storable import UNSTORABLE_MESSAGE
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,9 @@ def install_error_handlers(app: FastAPI) -> None:
         if is_store_outage(exc):
             outage = store_unavailable(exc)
             return error_response(503, outage.type, outage.message, None, retry_after(outage))
+        if is_unstorable_text(exc):
+            # A safety net behind the field checks: text the database cannot take is the client's, not a 500.
+            return error_response(422, "ValidationError", f"a text value {UNSTORABLE_MESSAGE}")
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(500, "InternalError", "internal error; see the server log")
 

@@ -42,11 +42,12 @@ class ClassifyRequest(BaseModel):
     # The older vLLM name of ``use_activation``.
     activation: bool | None = None
 
-    @field_validator("input")
+    @field_validator("input", "model")
     @classmethod
     def _storable(cls, value: Any) -> Any:
-        # Scored inputs are stored with their verdicts; NUL cannot be (a 400 naming ``input``).
-        return check_storable(value, "input")
+        # Scored inputs are stored with their verdicts and the model is looked up in the store; neither can hold
+        # NUL (a 400 naming the field).
+        return check_storable(value)
 
     @property
     def activated(self) -> bool:

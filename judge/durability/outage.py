@@ -6,7 +6,7 @@ import asyncio
 
 from sqlalchemy import exc as sa_exc
 
-__all__ = ["is_store_outage"]
+__all__ = ["is_store_outage", "is_unstorable_text"]
 
 
 def is_store_outage(exc: BaseException) -> bool:
@@ -40,3 +40,15 @@ def _names_connection(exc: BaseException | None) -> bool:
             return True
         exc = exc.__cause__ or exc.__context__
     return False
+
+
+# PostgreSQL's words for NUL in a text parameter or in JSONB (asyncpg passes them through).
+_UNSTORABLE_HINTS = ("0x00", "\\u0000", "unsupported unicode escape", "invalid byte sequence")
+
+
+def is_unstorable_text(exc: BaseException) -> bool:
+    """True when the database refused a value for holding NUL (or another byte it cannot store)."""
+    if not isinstance(exc, sa_exc.DataError | sa_exc.DBAPIError):
+        return False
+    text = str(exc).lower()
+    return any(hint in text for hint in _UNSTORABLE_HINTS)

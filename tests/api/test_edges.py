@@ -257,3 +257,23 @@ async def test_nul_in_a_job_source_path_is_a_422(make_client: AppClient, redis_u
     job = {"kind": "filter", "judge": "loop", "source": {"path": "输入\u0000.jsonl"}}
     async with make_client(redis_url=redis_url, redis_prefix=redis_prefix) as c:
         assert _error(await c.post("/v1/jobs", json=job), 422)["field"] == "source.path"
+
+
+async def test_nul_in_looked_up_names_is_a_4xx_not_a_500(client: httpx.AsyncClient) -> None:
+    # Found by schemathesis: a NUL in a value the store is queried with made PostgreSQL refuse the query.
+    classify = await client.post("/classify", json={"model": "奖励模型\u0000", "input": "胸口疼"})
+    assert classify.status_code == 400
+    assert classify.json()["error"]["param"] == "model"
+    feedback = await client.post("/v1/feedback", json={"verdict_id": "ab\u0000cd"})
+    assert _error(feedback, 422)["field"] == "verdict_id"
+
+
+def test_the_database_refusing_nul_is_recognised_as_unstorable_text() -> None:
+    from sqlalchemy.exc import DataError
+
+    from judge.durability.outage import is_store_outage, is_unstorable_text
+
+    refused = DataError("SELECT 1", {}, Exception('invalid byte sequence for encoding "UTF8": 0x00'))
+    assert is_unstorable_text(refused)
+    assert not is_store_outage(refused)
+    assert not is_unstorable_text(DataError("SELECT 1", {}, Exception("value too long for type character varying")))
