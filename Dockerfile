@@ -39,8 +39,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PATH=/opt/venv/bin:$PATH
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home --shell /usr/sbin/nologin app \
-    && mkdir -p /app \
-    && chown app:app /app
+    && mkdir -p /app /var/lib/rubric-judge/spool \
+    && chown app:app /app /var/lib/rubric-judge/spool
 COPY --from=builder /opt/venv /opt/venv
 # The working directory is writable by the app user: the default SQLite store (./rubric-judge.db) lives here.
 WORKDIR /app

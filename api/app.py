@@ -8,9 +8,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
+from api import redact
 from api.auth import require_api_key
+from api.edge import Edge
 from api.errors import install_error_handlers
 from api.metrics_middleware import RequestMetrics
+from api.openapi import install_openapi
 from api.routes import classify, health, openrlhf, rewards, rubrics, score, verdicts
 from api.routes.agreement import router as agreement_router
 from api.routes.feedback import router as feedback_router
@@ -35,6 +38,8 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
         app.state.runtime = runtime
         app.state.jobs = JobsService(runtime)
         app.state.simulator = SimulatorService(runtime)
+        # Again here: uvicorn has configured its loggers (and their handlers) by now.
+        redact.install()
         # Everything loaded so far (libraries, rubrics, clients) lives as long as the process. Freezing
         # it keeps the collector's full passes from rescanning it: without this, a cached 128-item batch
         # took ~130 ms instead of ~5 ms once every dozen requests (bench/README.md).
@@ -52,7 +57,11 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
 
     app = FastAPI(title="rubric-judge", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
+    install_openapi(app)
+    redact.install()
     app.add_middleware(RequestMetrics)
+    # Outermost: body-size limit and unstorable bytes in paths/queries, before anything reads the request.
+    app.add_middleware(Edge)
     app.include_router(health.router)
     # OpenRLHF's own protocol, at the root where its clients look for it (auth handled by the route).
     app.include_router(openrlhf.router)

@@ -51,6 +51,8 @@ class UsageOut(BaseModel):
     cached: int
     judged: int
     timed_out: int
+    # Answered verdicts not in the store yet (an outage): retried until stored, never dropped.
+    pending_writes: int = 0
     calls: int
     prompt_tokens: int
     # Of prompt_tokens, those the judge's provider served from its prefix cache.
@@ -91,5 +93,32 @@ class ErrorResponse(BaseModel):
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 422, 503)
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 503)
+}
+
+
+class VLLMErrorBody(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: int
+
+
+class VLLMError(BaseModel):
+    """vLLM's error shape (``/classify``)."""
+
+    error: VLLMErrorBody
+
+
+class DetailResponse(BaseModel):
+    """FastAPI's ``{"detail": ...}`` shape, which OpenRLHF's reward servers answer errors with (``/get_reward``)."""
+
+    detail: Any
+
+
+VLLM_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": VLLMError} for code in (400, 401, 404, 409, 413, 422, 503)
+}
+DETAIL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": DetailResponse} for code in (400, 401, 404, 409, 413, 422, 503)
 }

@@ -14,7 +14,7 @@ import time
 import uuid
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from judge.errors import JudgeUnavailable
 from judge.runtime import Runtime
@@ -22,6 +22,7 @@ from reward_model.data import ModelInput, TokenIds
 from rubrics.aggregation import aggregate
 from rubrics.errors import RubricJudgeError
 from rubrics.schema import Rubric
+from rubrics.storable import check_storable
 
 REWARD_CLASS = "reward"
 
@@ -40,6 +41,13 @@ class ClassifyRequest(BaseModel):
     use_activation: bool | None = None
     # The older vLLM name of ``use_activation``.
     activation: bool | None = None
+
+    @field_validator("input", "model")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        # Scored inputs are stored with their verdicts and the model is looked up in the store; neither can hold
+        # NUL (a 400 naming the field).
+        return check_storable(value)
 
     @property
     def activated(self) -> bool:

@@ -12,7 +12,9 @@ __all__ = [
     "LimitExceeded",
     "RubricConflict",
     "RubricJudgeError",
+    "Forbidden",
     "RubricNotFound",
+    "StoreUnavailable",
     "Unauthorized",
     "VerdictNotFound",
 ]
@@ -44,3 +46,16 @@ class LimitExceeded(RubricJudgeError):
 
 class Unauthorized(RubricJudgeError):
     status_code = 401
+
+
+class Forbidden(RubricJudgeError):
+    """A valid key without the scope a route needs (an admin route called with a plain key)."""
+
+    status_code = 403
+
+
+class StoreUnavailable(RubricJudgeError):
+    """The database cannot be reached right now; the client should retry after ``retry_after_s``."""
+
+    status_code = 503
+    retry_after_s = 5

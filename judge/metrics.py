@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -28,4 +28,12 @@ JUDGE_HEDGES = Counter(
     "rj_judge_hedges_total",
     "Extra judge calls sent because an answer was slow, by outcome: won (the hedge answered first), lost, failed",
     ["judge", "outcome"],
+)
+# Durability (docs/reliability.md): verdicts answered but not yet stored, and where they went.
+PENDING_WRITES = Gauge("rj_verdicts_pending_writes", "Answered verdicts held in memory for the store (an outage)")
+VERDICTS_SPOOLED = Counter("rj_verdicts_spooled_total", "Verdicts written to the local spool (buffer full or shutdown)")
+VERDICTS_REPLAYED = Counter("rj_verdicts_replayed_total", "Spooled verdicts stored by a replay")
+VERDICTS_REFUSED = Counter("rj_verdicts_refused_total", "Verdicts the store refused on their own (kept in rejected-*)")
+JUDGE_CALLS_ABANDONED = Counter(
+    "rj_judge_calls_abandoned_total", "Judge calls cancelled after the grace past every waiter's deadline"
 )

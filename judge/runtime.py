@@ -5,6 +5,8 @@ The API's lifespan and every CLI command open one ``Runtime``; nothing connects 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -14,12 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from judge.backends.factory import build_backend
 from judge.cache import VerdictCache, build_cache
+from judge.durability.spool import Spool
 from judge.profiles import ProfileRegistry
 from judge.reward_models import RewardModelPool
+from judge.rubric_sync import keep_in_sync, sync_stored_rubrics
 from judge.scorer import BackendFactory, Scorer
 from judge.settings import Settings
 from judge.store.database import create_engine, make_session_factory
-from judge.store.repository import RubricRepository
+from judge.writer import VerdictWriter
 from rubrics.registry import RubricRegistry
 
 log = logging.getLogger(__name__)
@@ -49,12 +53,27 @@ class Runtime:
             stack.push_async_callback(cache.aclose)
             rubrics = RubricRegistry(user_dir=settings.rubrics_dir)
             await _load_stored_rubrics(sessions, rubrics)
+            # "latest" must name the same version on every replica: pick up other replicas' registrations.
+            sync = asyncio.create_task(keep_in_sync(sessions, rubrics, settings.rubric_refresh_s), name="rubric-sync")
+            stack.push_async_callback(_cancel, sync)
             profiles = ProfileRegistry.from_file(settings.judges_file)
             reward_models = RewardModelPool(sessions)
             stack.push_async_callback(reward_models.aclose)
             factory = reward_models.backend_factory(backend_factory or build_backend)
-            scorer = Scorer(cache=cache, sessions=sessions, backend_factory=factory)
+            writer = VerdictWriter(
+                sessions,
+                cache,
+                spool=Spool(settings.spool_dir, settings.database_url),
+                buffer_max=settings.write_buffer_max,
+                wait_s=settings.write_wait_s,
+                flush_timeout_s=settings.write_flush_timeout_s,
+            )
+            scorer = Scorer(
+                cache=cache, sessions=sessions, backend_factory=factory, writer=writer, grace_s=settings.judge_grace_s
+            )
             stack.push_async_callback(scorer.aclose)
+            # Verdicts spooled by an earlier run (an outage, a SIGTERM while the store was down) go in now.
+            writer.start()
         except BaseException:
             await stack.aclose()
             raise
@@ -75,11 +94,13 @@ class Runtime:
 async def _load_stored_rubrics(sessions: async_sessionmaker[AsyncSession], registry: RubricRegistry) -> None:
     """Rubrics registered through the API live in the database; bring them back at start-up."""
     try:
-        async with sessions() as session:
-            stored = await RubricRepository(session).list_all()
+        await sync_stored_rubrics(sessions, registry)
     except Exception as exc:
         # An unmigrated database still serves the built-in rubrics; /readyz reports the problem.
         log.warning("could not load stored rubrics (%s); did you run `rubric-judge migrate`?", exc)
-        return
-    for rubric in stored:
-        registry.register(rubric)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

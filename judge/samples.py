@@ -8,8 +8,10 @@ import unicodedata
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
+
+from rubrics.storable import check_storable
 
 Role = Literal["system", "user", "assistant"]
 
@@ -22,6 +24,12 @@ class Message(BaseModel):
 
     role: Role
     content: str
+
+    # NUL cannot be stored (PostgreSQL text/JSONB): refused here, naming the field, not dropped at the insert.
+    @field_validator("content")
+    @classmethod
+    def _storable(cls, value: str) -> str:
+        return str(check_storable(value))
 
 
 class SampleIn(BaseModel):
@@ -40,6 +48,11 @@ class SampleIn(BaseModel):
     completion: str | None = None
     reference: str | None = None
     metadata: dict[str, Any] | None = None
+
+    @field_validator("id", "reasoning", "response", "completion", "reference", "metadata")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        return check_storable(value)
 
     @model_validator(mode="after")
     def _one_judged_turn(self) -> SampleIn:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +105,8 @@ class ScoredItem:
 class ScoreBatch:
     items: list[ScoredItem]
     usage: Usage
+    # Verdicts answered in this batch that the store has not taken yet (held for a retry: judge/writer.py).
+    pending_writes: int = 0
 
     @property
     def cached(self) -> int:
@@ -119,6 +122,8 @@ class Scorer:
         cache: VerdictCache,
         sessions: async_sessionmaker[AsyncSession] | None,
         backend_factory: BackendFactory,
+        writer: VerdictWriter | None = None,
+        grace_s: float | None = None,
     ) -> None:
         self._cache = cache
         self._sessions = sessions
@@ -128,9 +133,17 @@ class Scorer:
         self._backends: dict[str, JudgeBackend] = {}
         self._inflight: dict[str, asyncio.Task[Verdict]] = {}
         self._group_inflight: dict[str, asyncio.Task[dict[str, Verdict]]] = {}
-        self._writer = VerdictWriter(sessions, cache)
+        self._writer = writer if writer is not None else VerdictWriter(sessions, cache)
         self._store_log = OutageLog(log, "verdict store")
         self._closing = False
+        # Judge calls whose every waiter gave up: cancelled ``grace_s`` after the last waiter's deadline, so
+        # abandoned calls do not hold the judge's slots while fresh requests time out (None: never cancelled).
+        self._grace_s = grace_s
+        self._expiry: dict[str, float] = {}
+
+    @property
+    def writer(self) -> VerdictWriter:
+        return self._writer
 
     def backend(self, profile: JudgeProfile) -> JudgeBackend:
         """The backend for a profile, built on first use (raises JudgeUnavailable if it cannot be)."""
@@ -172,7 +185,8 @@ class Scorer:
                 metrics.CACHE_MISSES.inc()
             tasks[key] = task
         if tasks:
-            # asyncio.wait never cancels: late results still reach the store and the cache.
+            # asyncio.wait never cancels: late results still reach the store and the cache (within the grace).
+            self._claim(tasks, deadline_s)
             await asyncio.wait(set(tasks.values()), timeout=deadline_s)
         usage = Usage()
         counted: set[str] = set()
@@ -183,7 +197,7 @@ class Scorer:
                 items.append(ScoredItem.hit(sample, key, hit, source))
                 continue
             task = tasks[key]
-            if not task.done():
+            if not task.done() or task.cancelled():
                 items.append(ScoredItem(sample, key, None, cached=False))
                 continue
             verdict = task.result()
@@ -191,7 +205,7 @@ class Scorer:
                 usage = usage.add(verdict.usage)
                 counted.add(key)
             items.append(ScoredItem(sample, key, verdict, cached=False))
-        return ScoreBatch(items, usage)
+        return ScoreBatch(items, usage, self._pending_writes(items))
 
     async def score_groups(
         self,
@@ -247,7 +261,8 @@ class Scorer:
                 metrics.CACHE_MISSES.inc(len(plan.samples))
             tasks[plan.call_key] = task
         if tasks:
-            # As in score(): never cancelled, so late verdicts still reach the store and the cache.
+            # As in score(): late verdicts still reach the store and the cache (within the grace).
+            self._claim(tasks, deadline_s)
             await asyncio.wait(set(tasks.values()), timeout=deadline_s)
 
         usage = Usage()
@@ -260,7 +275,7 @@ class Scorer:
             if task is None:
                 hit, source = found[key]
                 items.append(ScoredItem.hit(sample, key, hit, source))
-            elif not task.done():
+            elif not task.done() or task.cancelled():
                 items.append(ScoredItem(sample, key, None, cached=False))
             else:
                 verdict = task.result()[sample.hash]
@@ -268,7 +283,48 @@ class Scorer:
                     usage = usage.add(verdict.usage)
                     counted.add(key)
                 items.append(ScoredItem(sample, key, verdict, cached=False))
-        return ScoreBatch(items, usage)
+        return ScoreBatch(items, usage, self._pending_writes(items))
+
+    def _claim(self, tasks: Mapping[str, asyncio.Task[Any]], deadline_s: float | None) -> None:
+        """This waiter wants each call until its deadline plus the grace (for ever without a deadline).
+
+        A call is cancelled once the latest claim on it has passed: it answered nobody then, so nothing
+        answered is lost, and its judge slot goes to fresh requests instead of being held for minutes.
+        """
+        if self._grace_s is None:
+            return
+        loop = asyncio.get_running_loop()
+        expiry = math.inf if deadline_s is None else loop.time() + deadline_s + self._grace_s
+        for key, task in tasks.items():
+            current = self._expiry.get(key)
+            if current is None:
+                task.add_done_callback(self._forget_expiry(key))
+            elif current >= expiry:
+                continue
+            self._expiry[key] = expiry
+            if expiry != math.inf:
+                loop.call_at(expiry, self._expire, key, task)
+
+    def _forget_expiry(self, key: str) -> Callable[[asyncio.Task[Any]], None]:
+        def done(_: asyncio.Task[Any]) -> None:
+            self._expiry.pop(key, None)
+
+        return done
+
+    def _expire(self, key: str, task: asyncio.Task[Any]) -> None:
+        if task.done() or self._expiry.get(key, 0.0) > asyncio.get_running_loop().time():
+            return
+        log.info("judge call %s abandoned by every waiter; cancelled after the %.1f s grace", key[:12], self._grace_s)
+        metrics.JUDGE_CALLS_ABANDONED.inc()
+        # Off the in-flight maps at once: a request arriving before the cancel lands starts a fresh call.
+        for inflight in (self._inflight, self._group_inflight):
+            if inflight.get(key) is task:
+                del inflight[key]
+        task.cancel()
+
+    def _pending_writes(self, items: list[ScoredItem]) -> int:
+        ids = {item.verdict.id for item in items if not item.cached and not item.timed_out and item.verdict is not None}
+        return sum(1 for verdict_id in ids if self._writer.is_pending(verdict_id))
 
     def _forget_group(self, key: str) -> Callable[[asyncio.Task[dict[str, Verdict]]], None]:
         def done(_: asyncio.Task[dict[str, Verdict]]) -> None:

@@ -90,6 +90,7 @@ async def score_samples(
             "cached": batch.cached,
             "judged": len(samples) - batch.cached - timed_out,
             "timed_out": timed_out,
+            "pending_writes": batch.pending_writes,
             **batch.usage.model_dump(),
         },
     }

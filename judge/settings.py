@@ -59,10 +59,37 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    # Reliability (docs/reliability.md). Verdicts the store cannot take yet are held in memory up to this many,
+    # the rest spill to files under spool_dir (replayed when the store answers, and at start-up).
+    write_buffer_max: int = Field(default=10_000, ge=1)
+    spool_dir: Path = Path("./rubric-judge-spool")
+    # How long a request waits for its verdicts' commit before answering with them pending (usage.pending_writes).
+    write_wait_s: float = Field(default=5.0, gt=0)
+    # At shutdown, how long the store gets to take held verdicts before they are written to the spool.
+    write_flush_timeout_s: float = Field(default=5.0, ge=0)
+    # Bytes a request body may have on every route (streamed JSONL job uploads excepted): 413 past it.
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    # Comma-separated keys that may also publish rubrics, activate/reload reward models and create jobs from a
+    # server path. With RJ_API_KEYS set and this unset, nobody may (plain keys never change what others get).
+    admin_keys: SecretStr | None = None
+    # A judge call may outlive its request's deadline by this much (so its verdict can still be cached), then
+    # it is cancelled and its judge slot freed for fresh requests.
+    judge_grace_s: float = Field(default=10.0, ge=0)
+    # How often a replica reads rubrics registered elsewhere from the store (so "latest" agrees everywhere).
+    rubric_refresh_s: float = Field(default=5.0, gt=0)
+
     def api_key_set(self) -> frozenset[str]:
-        if self.api_keys is None:
-            return frozenset()
-        return frozenset(k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip())
+        """Every key that may call /v1 (admin keys included: an admin may do what a plain key may)."""
+        return _keys(self.api_keys) | self.admin_key_set()
+
+    def admin_key_set(self) -> frozenset[str]:
+        return _keys(self.admin_keys)
+
+
+def _keys(value: SecretStr | None) -> frozenset[str]:
+    if value is None:
+        return frozenset()
+    return frozenset(k.strip() for k in value.get_secret_value().split(",") if k.strip())
 
 
 @lru_cache(maxsize=1)

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from rubrics.errors import InvalidRubric, RubricNotFound
-from rubrics.schema import Rubric
+from rubrics.schema import MAX_RUBRIC_BYTES, Rubric
 
 __all__ = ["dump_yaml", "load_rubric", "load_rubric_file", "rubric_from_dict", "rubric_from_yaml"]
 
@@ -49,6 +49,42 @@ def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, d
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
 
+# A rubric is a few hundred nodes; aliases may reuse text, but an "alias bomb" (aliases of aliases, each
+# doubling) expands to billions of nodes from a few lines and used to abort `serve`. The expanded size is
+# counted on the composed graph (each node once, memoised) before anything is constructed.
+MAX_YAML_NODES = 200_000
+
+
+def _load_bounded(text: str) -> Any:
+    """Compose the one document, check its expanded size, then construct it (one parse)."""
+    loader = _UniqueKeyLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}) > MAX_YAML_NODES:
+            raise InvalidRubric(f"the YAML expands to more than {MAX_YAML_NODES} nodes (aliases)", field="rubric")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """Nodes of the document with every alias expanded, capped just above the limit (memoised per node)."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    memo[key] = MAX_YAML_NODES + 1  # a cycle (a recursive alias) counts as too large
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        for child in node.value:
+            size = min(size + _expanded_size(child, memo), MAX_YAML_NODES + 1)
+    elif isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            size = min(size + _expanded_size(key_node, memo) + _expanded_size(value_node, memo), MAX_YAML_NODES + 1)
+    memo[key] = size
+    return size
+
 
 def rubric_from_dict(data: Mapping[str, Any], *, source: str | None = None) -> Rubric:
     """Validate a plain mapping (parsed YAML or JSON) into a :class:`Rubric`."""
@@ -62,10 +98,15 @@ def rubric_from_dict(data: Mapping[str, Any], *, source: str | None = None) -> R
 
 
 def rubric_from_yaml(text: str, *, source: str | None = None) -> Rubric:
-    """Parse YAML text (one document, no repeated keys) into a :class:`Rubric`."""
+    """Parse YAML text (one document, no repeated keys, bounded size and alias expansion) into a :class:`Rubric`."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_RUBRIC_BYTES:
+        raise InvalidRubric(f"{_where(source)}{size} bytes; a rubric file may have {MAX_RUBRIC_BYTES}", field="rubric")
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no arbitrary objects
-    except yaml.YAMLError as exc:
+        data = _load_bounded(text)  # a SafeLoader subclass: no arbitrary objects
+    except InvalidRubric as exc:
+        raise InvalidRubric(f"{_where(source)}{exc.message}", field=exc.field) from exc
+    except (yaml.YAMLError, RecursionError) as exc:
         raise InvalidRubric(f"{_where(source)}not valid YAML: {exc}", field="rubric") from exc
     if not isinstance(data, Mapping):
         kind = "empty" if data is None else f"a {type(data).__name__}"

@@ -10,10 +10,25 @@ from typing import Annotated, Any, Literal, Self
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from rubrics.storable import check_storable
+
 Language = Literal["zh", "en"]
 KEY_PATTERN = r"^[a-z][a-z0-9_]*$"
 NAME_PATTERN = r"^[a-z][a-z0-9_.-]*$"
 LEVELS = (1, 2, 3, 4, 5)
+
+# Bounds that keep one rubric from costing every request that names it (docs/reliability.md): weights finite
+# and small enough that no sum overflows, a few dozen axes, texts a person writes, and the whole as JSON.
+MAX_WEIGHT = 1_000_000.0
+MAX_AXES = 64
+MAX_LAYERS = 16
+MAX_GATES = 64
+MAX_TEXT_CHARS = 8_000
+MAX_VERSION = 2**31 - 1
+MAX_RUBRIC_BYTES = 1_048_576
+
+Weight = Annotated[float, Field(ge=0, le=MAX_WEIGHT, allow_inf_nan=False)]
+Key = Annotated[str, Field(pattern=KEY_PATTERN, max_length=64)]
 
 
 class _Strict(BaseModel):
@@ -23,23 +38,28 @@ class _Strict(BaseModel):
 class LocalizedText(_Strict):
     """The same text in Chinese and English."""
 
-    zh: Annotated[str, Field(min_length=1)]
-    en: Annotated[str, Field(min_length=1)]
+    zh: Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
+    en: Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
+
+    @field_validator("zh", "en")
+    @classmethod
+    def _storable(cls, value: str) -> str:
+        return str(check_storable(value))
 
     def get(self, language: Language) -> str:
         return self.zh if language == "zh" else self.en
 
 
 class Layer(_Strict):
-    key: Annotated[str, Field(pattern=KEY_PATTERN)]
+    key: Key
     title: LocalizedText
-    weight: Annotated[float, Field(ge=0)] = 1.0
+    weight: Weight = 1.0
 
 
 class Axis(_Strict):
-    key: Annotated[str, Field(pattern=KEY_PATTERN)]
-    layer: str
-    weight: Annotated[float, Field(ge=0)] = 1.0
+    key: Key
+    layer: Annotated[str, Field(max_length=64)]
+    weight: Weight = 1.0
     title: LocalizedText
     description: LocalizedText
     anchors: dict[int, LocalizedText]
@@ -56,7 +76,9 @@ class PassPolicy(_Strict):
     """A sample passes only if every axis scores strictly above ``threshold`` (per-axis overrides allowed)."""
 
     threshold: Annotated[float, Field(ge=0, le=5)] = 4.0
-    per_axis: dict[str, float] = Field(default_factory=dict)
+    per_axis: Annotated[dict[str, Annotated[float, Field(ge=0, le=5)]], Field(max_length=MAX_AXES)] = Field(
+        default_factory=dict
+    )
 
     def threshold_for(self, axis: str) -> float:
         return self.per_axis.get(axis, self.threshold)
@@ -65,7 +87,7 @@ class PassPolicy(_Strict):
 class HardGate(_Strict):
     """If ``axis`` scores at or below ``max_score``, the reward is clamped to ``reward``."""
 
-    axis: str
+    axis: Annotated[str, Field(max_length=64)]
     max_score: Annotated[float, Field(ge=1, le=5)]
     reward: Annotated[float, Field(ge=0, le=1)] = 0.0
 
@@ -73,8 +95,8 @@ class HardGate(_Strict):
 class LengthPenalty(_Strict):
     """Optional penalty for over-long outputs: ``reward -= per_1k_chars * max(0, chars - free_chars) / 1000``."""
 
-    free_chars: Annotated[int, Field(ge=0)] = 4000
-    per_1k_chars: Annotated[float, Field(ge=0)] = 0.05
+    free_chars: Annotated[int, Field(ge=0, le=10**9)] = 4000
+    per_1k_chars: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.05
     max_penalty: Annotated[float, Field(ge=0, le=1)] = 0.5
 
 
@@ -88,8 +110,8 @@ class RewardPolicy(_Strict):
     """How axis scores become one scalar reward in [0, 1]."""
 
     # Weights override the axes' own weights; axes not named keep theirs.
-    weights: dict[str, float] = Field(default_factory=dict)
-    gates: list[HardGate] = Field(default_factory=list)
+    weights: Annotated[dict[str, Weight], Field(max_length=MAX_AXES)] = Field(default_factory=dict)
+    gates: Annotated[list[HardGate], Field(max_length=MAX_GATES)] = Field(default_factory=list)
     # "minmax" maps the weighted mean of 1..5 linearly onto [0, 1]; "none" keeps the 1..5 scale.
     normalise: Literal["minmax", "none"] = "minmax"
     use_expected: bool = True
@@ -115,13 +137,13 @@ class JudgingPolicy(_Strict):
 
 class Rubric(_Strict):
     name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
-    version: Annotated[int, Field(ge=1)]
+    version: Annotated[int, Field(ge=1, le=MAX_VERSION)]
     description: LocalizedText
     language: Language = "zh"
     # Which kind of judge the rubric is written for: an LLM judge, or the deterministic rules backend.
     kind: Literal["llm", "rules"] = "llm"
-    layers: Annotated[list[Layer], Field(min_length=1)]
-    axes: Annotated[list[Axis], Field(min_length=1)]
+    layers: Annotated[list[Layer], Field(min_length=1, max_length=MAX_LAYERS)]
+    axes: Annotated[list[Axis], Field(min_length=1, max_length=MAX_AXES)]
     pass_policy: PassPolicy = Field(default_factory=PassPolicy)
     reward_policy: RewardPolicy = Field(default_factory=RewardPolicy)
     judging: JudgingPolicy = Field(default_factory=JudgingPolicy)

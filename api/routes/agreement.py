@@ -12,7 +12,7 @@ from api.deps import RuntimeDep, SessionDep
 from api.responses import FastJSONResponse
 from api.schemas import ERROR_RESPONSES
 from judge.agreement.errors import InvalidRatingsFile
-from judge.agreement.ratings import ImportResult, RatingIssue, RatingsFormat, parse_ratings
+from judge.agreement.ratings import ImportResult, RatingIssue, RatingsFormat, count_lines, parse_ratings
 from judge.agreement.store import SampleIndex, store_import, validate_items
 from judge.agreement.studies import agreement_from_store
 from judge.errors import LimitExceeded, RubricJudgeError
@@ -70,10 +70,11 @@ def _media_type(request: Request) -> str:
     responses={**ERROR_RESPONSES, 415: ERROR_RESPONSES[422]},
     openapi_extra={
         "requestBody": {
+            "required": True,
             "content": {
                 "application/json": {"schema": RatingsRequest.model_json_schema()},
                 **{media: {"schema": {"type": "string"}} for media in UPLOAD_TYPES},
-            }
+            },
         }
     },
 )
@@ -99,7 +100,9 @@ async def import_ratings(
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             raise InvalidRatingsFile(f"the upload is not UTF-8 text (byte {exc.start})", field="file") from None
-        if text.count("\n") > settings.max_ratings_per_request + 1:
+        # Every line ending counts (the CSV reader splits on CR alone too, and JSONL on all of splitlines'):
+        # counting only LF let a CR-only file past the cap.
+        if count_lines(text) > settings.max_ratings_per_request + 1:
             raise LimitExceeded(
                 f"more than {settings.max_ratings_per_request} lines; the limit is "
                 f"{settings.max_ratings_per_request} ratings per request",
@@ -158,7 +161,7 @@ async def agreement(
     n_boot: Annotated[
         int | None, Query(ge=0, description="Bootstrap resamples (default and maximum: settings)")
     ] = None,
-    seed: Annotated[int, Query(ge=0)] = 0,
+    seed: Annotated[int, Query(ge=0, le=2**32 - 1)] = 0,
 ) -> FastJSONResponse:
     """Agreement of the selected raters per axis and overall, with bootstrap CIs (the report's JSON).
 

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from api.responses import FastJSONResponse
 from api.routes.openrlhf import _authorised
+from api.schemas import VLLM_ERROR_RESPONSES
 from judge.classify import ClassifyRequest, classify, error_body
 from judge.runtime import Runtime
 from rubrics.errors import RubricJudgeError
@@ -18,7 +19,16 @@ from rubrics.errors import RubricJudgeError
 router = APIRouter(tags=["vllm"])
 
 
-@router.post("/classify")
+@router.post(
+    "/classify",
+    responses=VLLM_ERROR_RESPONSES,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": ClassifyRequest.model_json_schema()}},
+        }
+    },
+)
 async def vllm_classify(request: Request) -> FastJSONResponse:
     """Per input: the reward model's axis scores (or pass probabilities with activation), then the reward."""
     runtime: Runtime = request.app.state.runtime

@@ -28,14 +28,24 @@ class VerdictBody(BaseModel):
 class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    verdict_id: Annotated[str | None, Field(min_length=1, max_length=64)] = None
+    # Looked up in the store, which cannot take NUL in a query: refused here (422 naming the field).
+    verdict_id: Annotated[str | None, Field(min_length=1, max_length=64, pattern=r"^[^\x00]*$")] = None
     verdict: VerdictBody | None = None
     # With ``verdict``: the rubric it was scored under (default prmed). With ``verdict_id``: the verdict's own.
     rubric: Annotated[str | None, Field(min_length=1, max_length=200)] = None
     language: Literal["zh", "en"] | None = None
 
 
-@router.post("/feedback", responses=ERROR_RESPONSES)
+@router.post(
+    "/feedback",
+    responses=ERROR_RESPONSES,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": FeedbackRequest.model_json_schema()}},
+        }
+    },
+)
 async def feedback(request: Request, runtime: RuntimeDep, session: SessionDep) -> FastJSONResponse:
     """Failing axes with the judge's rationales and the anchors of the next level up, as instructions."""
     body = FeedbackRequest.model_validate_json(await request.body())

@@ -6,14 +6,16 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.responses import StreamingResponse
 
+from api.auth import check_admin
 from api.responses import FastJSONResponse
 from api.schemas import ERROR_RESPONSES
 from judge.jobs.errors import InvalidJob, UnsupportedMediaType
 from judge.jobs.schemas import JobSpec
 from judge.jobs.service import JobsService, result_states
+from rubrics.storable import check_storable
 
 router = APIRouter(tags=["jobs"])
 
@@ -33,6 +35,11 @@ class JobSource(BaseModel):
 
     # Relative to RJ_JOBS_INPUT_DIR, or absolute inside it.
     path: Annotated[str, Field(min_length=1, max_length=4096)]
+
+    @field_validator("path")
+    @classmethod
+    def _storable(cls, value: str) -> str:
+        return str(check_storable(value))
 
 
 class JobCreate(JobSpec):
@@ -62,10 +69,11 @@ def _spec_from_query(request: Request) -> JobSpec:
     responses=ERROR_RESPONSES,
     openapi_extra={
         "requestBody": {
+            "required": True,
             "content": {
                 "application/x-ndjson": {"schema": {"type": "string", "description": "one item a line"}},
                 "application/json": {"schema": JobCreate.model_json_schema()},
-            }
+            },
         }
     },
 )
@@ -74,6 +82,8 @@ async def create_job(request: Request, jobs: JobsDep) -> FastJSONResponse:
     stored and queued. JSON body with ``source.path``: the server reads the file in the background."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media == "application/json":
+        # The server reads a file of its own disk: an admin's call, not a plain key's.
+        check_admin(request, request.app.state.runtime.settings)
         body = JobCreate.model_validate_json(await request.body())
         spec = JobSpec.model_validate(body.model_dump(exclude={"source"}))
         view = await jobs.create_from_path(spec, body.source.path)
@@ -90,9 +100,9 @@ async def create_job(request: Request, jobs: JobsDep) -> FastJSONResponse:
 @router.get("/jobs", responses=ERROR_RESPONSES)
 async def list_jobs(
     jobs: JobsDep,
-    state: str | None = None,
+    state: Annotated[str | None, Query(max_length=32)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> FastJSONResponse:
     """Jobs, newest first."""
     return FastJSONResponse({"jobs": await jobs.list(state=state, limit=limit, offset=offset)})

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
 from api.responses import FastJSONResponse
+from api.schemas import DETAIL_RESPONSES
 from judge.rewards.openrlhf import OpenRLHFRequest, get_reward
 from judge.runtime import Runtime
 from rubrics.errors import RubricJudgeError
@@ -30,7 +31,16 @@ def _authorised(request: Request, keys: frozenset[str]) -> bool:
     return bool(token) and any(hmac.compare_digest(token.encode(), key.encode()) for key in keys)
 
 
-@router.post("/get_reward")
+@router.post(
+    "/get_reward",
+    responses=DETAIL_RESPONSES,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": OpenRLHFRequest.model_json_schema()}},
+        }
+    },
+)
 async def openrlhf_get_reward(
     request: Request, rubric: str | None = None, judge: str | None = None
 ) -> FastJSONResponse:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
 
+from api.auth import require_admin_key
 from api.deps import RuntimeDep, SessionDep
 from api.responses import FastJSONResponse
 from api.schemas import ERROR_RESPONSES
@@ -19,7 +20,7 @@ router = APIRouter(tags=["reward models"])
 class ActivateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: int
+    version: Annotated[int, Field(ge=1, le=2**31 - 1)]
 
 
 def _swaps(swaps: list[Swap]) -> list[dict[str, Any]]:
@@ -46,7 +47,7 @@ async def list_reward_models(runtime: RuntimeDep, session: SessionDep) -> FastJS
     )
 
 
-@router.post("/reward-models/{name}/activate", responses=ERROR_RESPONSES)
+@router.post("/reward-models/{name}/activate", responses=ERROR_RESPONSES, dependencies=[Depends(require_admin_key)])
 async def activate_reward_model(
     name: str, body: ActivateRequest, runtime: RuntimeDep, session: SessionDep
 ) -> FastJSONResponse:
@@ -57,7 +58,7 @@ async def activate_reward_model(
     return FastJSONResponse({"model": record.model_dump(mode="json"), "swapped": _swaps(swaps)})
 
 
-@router.post("/reward-models/{name}/reload", responses=ERROR_RESPONSES)
+@router.post("/reward-models/{name}/reload", responses=ERROR_RESPONSES, dependencies=[Depends(require_admin_key)])
 async def reload_reward_model(name: str, runtime: RuntimeDep) -> FastJSONResponse:
     """Swap the active version of ``name`` (set by ``rubric-judge rm activate``) into the engines serving it."""
     swaps = await runtime.reward_models.reload(name)

@@ -17,7 +17,10 @@ router = APIRouter(tags=["rewards"])
     "/rewards",
     responses=ERROR_RESPONSES,
     openapi_extra={
-        "requestBody": {"content": {"application/json": {"schema": RewardsRequestSchema.model_json_schema()}}}
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": RewardsRequestSchema.model_json_schema()}},
+        }
     },
 )
 async def rewards(request: Request, runtime: RuntimeDep) -> FastJSONResponse:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import ValidationError
 
+from api.auth import require_admin_key
 from api.deps import RuntimeDep, SessionDep
 from api.responses import FastJSONResponse
 from api.schemas import ERROR_RESPONSES, RubricSummary
-from judge.errors import InvalidRubric
+from judge.errors import InvalidRubric, LimitExceeded
 from judge.store.repository import RubricRepository
-from rubrics.schema import Rubric
+from rubrics.schema import MAX_RUBRIC_BYTES, Rubric
 
 router = APIRouter(tags=["rubrics"])
 
@@ -42,11 +43,22 @@ async def show_rubric(ref: str, runtime: RuntimeDep) -> FastJSONResponse:
     return FastJSONResponse({**rubric.model_dump(mode="json"), "ref": rubric.ref, "hash": rubric.content_hash})
 
 
-@router.post("/rubrics", status_code=201, responses=ERROR_RESPONSES)
+@router.post(
+    "/rubrics",
+    status_code=201,
+    responses=ERROR_RESPONSES,
+    dependencies=[Depends(require_admin_key)],
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": Rubric.model_json_schema()}}}
+    },
+)
 async def register_rubric(request: Request, runtime: RuntimeDep, session: SessionDep) -> FastJSONResponse:
-    """Register a new rubric version; a reused ``name@version`` with other content is a 409."""
+    """Register a new rubric version (admin key); a reused ``name@version`` with other content is a 409."""
+    raw = await request.body()
+    if len(raw) > MAX_RUBRIC_BYTES:
+        raise LimitExceeded(f"the rubric has {len(raw)} bytes; the limit is {MAX_RUBRIC_BYTES}", field="body")
     try:
-        rubric = Rubric.model_validate_json(await request.body())
+        rubric = Rubric.model_validate_json(raw)
     except ValidationError as exc:
         errors = exc.errors()
         if errors and errors[0].get("type") == "json_invalid":

@@ -16,7 +16,9 @@ router = APIRouter(tags=["scoring"])
     "/score",
     response_model=ScoreResponse,
     responses=ERROR_RESPONSES,
-    openapi_extra={"requestBody": {"content": {"application/json": {"schema": ScoreRequest.model_json_schema()}}}},
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": ScoreRequest.model_json_schema()}}}
+    },
 )
 async def score(request: Request, runtime: RuntimeDep) -> FastJSONResponse:
     """Results in input order: per-axis scores and statuses, layers, reward, pass/fail, cache flag."""

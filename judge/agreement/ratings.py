@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from judge.agreement.errors import InvalidRatingsFile, RaterNotFound
 from judge.verdicts import AxisStatus, Verdict
 from rubrics.schema import LEVELS, Rubric
+from rubrics.storable import UNSTORABLE_MESSAGE, unstorable_path
 
 RATER_KINDS = ("judge", "rm", "human")
 RatingsFormat = Literal["csv", "tsv", "jsonl"]
@@ -194,6 +195,10 @@ def _axis_lookup(rubric: Rubric) -> dict[str, str]:
     return lookup
 
 
+# The run is an INTEGER column: larger numbers would fail the insert for the whole import.
+_MAX_RUN = 2**31 - 1
+
+
 def _text(value: Any, field: str, *, required: bool = True) -> str | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
@@ -201,6 +206,8 @@ def _text(value: Any, field: str, *, required: bool = True) -> str | None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise _LineError(field, f"expected text, got {type(value).__name__}")
+    if isinstance(value, str) and unstorable_path(value) is not None:
+        raise _LineError(field, UNSTORABLE_MESSAGE)
     return str(value).strip()
 
 
@@ -255,8 +262,8 @@ def _validate(line: int, record: Mapping[str, Any], axes: Mapping[str, str], lev
         raise _LineError("score", f"{score} is outside {levels[0]}..{levels[-1]}")
     run_value = record.get("run")
     run = 0 if run_value is None or run_value == "" else _integer(run_value, "run")
-    if run < 0:
-        raise _LineError("run", "must be 0 or more")
+    if not 0 <= run <= _MAX_RUN:
+        raise _LineError("run", f"must be 0..{_MAX_RUN}")
     return ImportedRating(
         line=line, sample_id=sample_id, sample_hash=sample_hash, rater=rater, axis=axis, score=score, run=run
     )
@@ -346,6 +353,14 @@ def _split_broken(
             errors.append(RatingIssue(line=line, message=str(record["__error__"])))
         else:
             yield line, record
+
+
+_LINE_END = re.compile("\r\n|[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
+def count_lines(text: str) -> int:
+    """Lines as the parsers see them: every line ending (CRLF, CR, LF and the rest of ``str.splitlines``)."""
+    return len(_LINE_END.findall(text))
 
 
 def parse_ratings(text: str, rubric: Rubric, *, format: RatingsFormat) -> ImportResult:

@@ -18,6 +18,7 @@ from judge.cli.rewards import register as register_reward_commands
 from judge.cli.rm import register as register_rm_commands
 from judge.cli.simulate import register as register_simulate_commands
 from judge.cli.storage import register as register_storage_commands
+from judge.cli.spool import register as register_spool_commands
 from judge.cli.study import register as register_study_commands
 from judge.errors import RubricJudgeError
 from judge.settings import Settings, get_settings
@@ -181,6 +182,7 @@ def rubrics_validate(path: Annotated[Path, typer.Argument(exists=True, dir_okay=
 register_agreement_commands(app)  # ratings import, agreement, stability, positions
 register_job_commands(app)  # filter, curate, worker
 register_rm_commands(app)  # rm train, eval, list, activate
+register_spool_commands(app)  # spool status, replay
 register_reward_commands(app)  # rewards
 register_study_commands(app)  # study create, status, export, close, link, list
 register_simulate_commands(app)  # simulate, perturb, gradient

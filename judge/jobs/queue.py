@@ -71,6 +71,14 @@ class JobQueue:
             pipe.delete(job_key_prefix + task, in_progress_key_prefix + task, retry_key_prefix + task)
             await pipe.execute()
 
+    async def ping(self) -> None:
+        """JobQueueUnavailable (503) unless Redis answers now: checked before a job row is made."""
+        try:
+            await self._pool.ping()
+        except Exception as exc:
+            raise JobQueueUnavailable(f"the job queue's Redis is unreachable ({exc}); retry shortly",
+                                      field="redis_url") from exc  # fmt: skip
+
     async def size(self) -> int:
         """Tasks queued or running (arq keeps a running task in the queue until it ends)."""
         return int(await self._pool.zcard(self.name))

@@ -159,7 +159,8 @@ class JobsService:
 
     async def _create(self, spec: JobSpec, source: str) -> JobRow:
         rubric, profile, generator = self.check_spec(spec)
-        await self.queue()
+        # Redis down: a 503 before anything is made (no job row left failed behind).
+        await (await self.queue()).ping()
         async with self.runtime.sessions() as session:
             row = await JobRepository(session).create(
                 job_id=uuid.uuid4().hex,
@@ -179,7 +180,13 @@ class JobsService:
         queue = await self.queue()
 
         async def enqueue(job_id: str, chunk: int) -> None:
-            await queue.enqueue(job_id, chunk)
+            try:
+                await queue.enqueue(job_id, chunk)
+            except Exception as exc:
+                # The chunk is stored (pending) in the database, which is the record: the workers' queue check
+                # queues it again once Redis is back. Failing the job here lost a whole upload to a blip.
+                log.warning("job %s chunk %d: not queued (%s: %s); the queue check will queue it",
+                            job_id, chunk, type(exc).__name__, exc)  # fmt: skip
 
         max_bytes = max_line_bytes(self.runtime.settings.max_text_chars)
         try:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from arq.worker import Worker, func
+from redis.exceptions import RedisError
 
 from judge.errors import RubricJudgeError
 from judge.jobs.generator import Generator
@@ -27,6 +28,7 @@ from judge.jobs.process import ItemOutcome, JobPlan, process_items
 from judge.jobs.queue import TASK, JobQueue, queue_name, redis_settings, task_id
 from judge.jobs.repository import Claim, JobRepository
 from judge.jobs.schemas import ItemState, JobOptions
+from judge.outage import OutageLog
 from judge.runtime import Runtime
 from judge.settings import Settings
 from judge.store.repository import RubricRepository
@@ -47,6 +49,10 @@ class WorkerConfig:
     stale_ingest_s: float = 600.0
     # A task never legitimately runs this long; arq cancels it then (the lease, not this, detects dead workers).
     task_timeout_s: float = 6 * 3600.0
+    # How often a worker checks that the queue still holds the pending chunks (Redis restarted empty).
+    queue_check_s: float = 30.0
+    # Longest pause between polls while Redis is unreachable (the backoff doubles up to this).
+    redis_backoff_max_s: float = 5.0
     name: str | None = None
 
 
@@ -68,7 +74,7 @@ class ChunkWorker:
         self._background = [
             asyncio.create_task(self._every(self.config.lease_s / 3, self.heartbeat), name="rj-heartbeat"),
             asyncio.create_task(self._every(max(0.5, self.config.lease_s / 2), self.reap), name="rj-reaper"),
-            asyncio.create_task(self._every(30.0, self.recover_queue), name="rj-queue-check"),
+            asyncio.create_task(self._every(self.config.queue_check_s, self.recover_queue), name="rj-queue-check"),
         ]
 
     async def aclose(self) -> None:
@@ -229,6 +235,57 @@ class ChunkWorker:
         return "given up"
 
 
+# What an unreachable Redis raises: redis-py's errors (a connection lost mid-WATCH surfaces as WatchError), and
+# the socket's underneath.
+REDIS_DOWN = (RedisError, OSError)
+
+
+class ResilientWorker(Worker):
+    """arq's worker, whose poll loop outlives a Redis outage instead of exiting with ``ConnectionError``.
+
+    A failed poll is logged once per outage and retried with doubling pauses (up to ``redis_backoff_max_s``);
+    redis-py reconnects on the next command. Leases live in the database, so the heartbeat keeps them through
+    the outage; chunks whose queue entry Redis lost are queued again by the queue check.
+    """
+
+    def __init__(self, *args: Any, redis_backoff_max_s: float = 5.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._redis_backoff_max_s = redis_backoff_max_s
+        self._redis_backoff_s = 0.0
+        self._redis_log = OutageLog(log, "job queue (Redis)")
+
+    async def _poll_iteration(self) -> None:
+        try:
+            await super()._poll_iteration()
+        except REDIS_DOWN as exc:
+            self._redis_log.failed("poll failed; retrying with backoff", exc)
+            self._redis_backoff_s = min(self._redis_backoff_max_s, max(0.1, self._redis_backoff_s * 2))
+            await asyncio.sleep(self._redis_backoff_s)
+            return
+        self._redis_backoff_s = 0.0
+        self._redis_log.succeeded()
+
+    async def run_job(self, job_id: str, score: int) -> None:
+        try:
+            await super().run_job(job_id, score)
+        except REDIS_DOWN as exc:
+            # The chunk's outcome is in the database (the record); only arq's bookkeeping in Redis failed. Its
+            # queue entry comes back with Redis (or not at all): a claim of a done chunk is a no-op either way.
+            self._redis_log.failed(f"task {job_id}: could not record its start or end", exc)
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        # arq takes a slot (semaphore and counter) before its Redis round trip; if that trip fails, give the slot
+        # back, or every outage would leak one until the worker took no chunks at all.
+        for job_id in job_ids:
+            counter, started = self.job_counter, len(self.tasks)
+            try:
+                await super().start_jobs([job_id])
+            except REDIS_DOWN:
+                if self.job_counter > counter and len(self.tasks) == started:
+                    self._release_sem_dec_counter_on_complete()
+                raise
+
+
 async def _run_chunk(ctx: dict[str, Any], job_id: str, chunk: int) -> str:
     worker: ChunkWorker = ctx["rj"]
     return await worker.process_chunk(str(ctx["job_id"]), job_id, chunk)
@@ -258,7 +315,7 @@ def build_worker(
             await worker.aclose()
             await worker.runtime.aclose()
 
-    return Worker(
+    return ResilientWorker(
         functions=[func(_run_chunk, name=TASK)],
         queue_name=queue_name(settings),
         redis_settings=redis_settings(settings),
@@ -273,6 +330,7 @@ def build_worker(
         max_tries=1000,
         health_check_interval=60,
         log_results=False,
+        redis_backoff_max_s=config.redis_backoff_max_s,
     )
 
 

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
+from judge.errors import LimitExceeded
 from judge.rewards.schemas import RewardItemIn
 from judge.rewards.service import (
     INTEGRITY_REASONS,
@@ -196,6 +197,12 @@ async def get_reward(
         except RubricJudgeError:
             keys = list(FLAG_LOGS)
         return {"rewards": [], "scores": [], "extra_logs": {key: [] for key in keys}}
+    if len(request.query) > settings.max_samples_per_request:
+        # Capped like /v1/rewards (a 413, rendered by the route in OpenRLHF's {"detail": ...} shape).
+        raise LimitExceeded(
+            f"{len(request.query)} queries in one request; the limit is {settings.max_samples_per_request}",
+            field="query",
+        )
     resolved_rubric, profile = resolve_request(runtime, rubric, judge)
     prompts = request.prompts or []
     labels = request.labels or []
@@ -207,15 +214,19 @@ async def get_reward(
             continue
         try:
             parsed = parse_query(query, prompt)
+            item = RewardItemIn(
+                messages=parsed.messages,
+                completion=parsed.completion,
+                reference=_reference(labels[i] if i < len(labels) else None),
+            )
         except QueryError as exc:
             reason = "turn_markers" if str(exc).startswith("turn_markers") else "input"
             prepared.append(invalid_item(i, None, str(exc), reason=reason))
             continue
-        item = RewardItemIn(
-            messages=parsed.messages,
-            completion=parsed.completion,
-            reference=_reference(labels[i] if i < len(labels) else None),
-        )
+        except ValidationError as exc:
+            # Text the store cannot hold (NUL): this item is invalid, the others are scored.
+            prepared.append(invalid_item(i, None, f"query[{i}]: {exc.errors(include_url=False)[0]['msg']}"))
+            continue
         prepared.append(prepare_item(i, item, settings))
     batch = await score_rewards(
         runtime,

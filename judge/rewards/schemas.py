@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from judge.samples import Message, SampleIn
 from rubrics.errors import RubricJudgeError
+from rubrics.storable import check_storable
 
 # What a failed item's reward is: null, the rubric's lowest reward, or the item is left out of the answer.
 OnFailure = Literal["null", "floor", "skip"]
@@ -38,6 +39,12 @@ class RewardItemIn(BaseModel):
     reasoning: str | None = None
     response: str | None = None
     reference: str | None = None
+
+    @field_validator("id", "group_id", "prompt", "completion", "reasoning", "response", "reference")
+    @classmethod
+    def _storable(cls, value: str | None) -> str | None:
+        # NUL cannot be stored: this item becomes ``invalid``, the rest of the batch is scored.
+        return check_storable(value)  # type: ignore[no-any-return]
 
     @model_validator(mode="after")
     def _one_conversation_one_turn(self) -> RewardItemIn:

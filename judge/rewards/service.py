@@ -344,6 +344,7 @@ def _usage(outcomes: Sequence[RewardOutcome], skipped: Sequence[int], batch: Sco
         "timed_out": sum(1 for o in outcomes if o.status == AxisStatus.timeout.value),
         "cached": sum(1 for o in outcomes if o.cache_hit),
         "truncated": sum(1 for o in outcomes if o.truncated),
+        "pending_writes": batch.pending_writes if batch is not None else 0,
         **usage.model_dump(),
     }
 

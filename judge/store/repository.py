@@ -155,9 +155,10 @@ class VerdictRepository:
         # statement compiles once and is cached, instead of once per batch with a bind per value.
         insert_samples = _insert(self._session, SampleRow).on_conflict_do_nothing(index_elements=["hash"])
         await self._session.execute(insert_samples, rows)
-        await self._session.execute(
-            _insert(self._session, VerdictRow), [verdict_to_row(verdict) for verdict, _ in items]
-        )
+        # A verdict id is a fresh uuid: a conflict on it is the same verdict written again (a spool replayed
+        # after a commit whose acknowledgement was lost), which must be a no-op rather than an error.
+        insert_verdicts = _insert(self._session, VerdictRow).on_conflict_do_nothing(index_elements=["id"])
+        await self._session.execute(insert_verdicts, [verdict_to_row(verdict) for verdict, _ in items])
         await self._session.flush()
 
     async def get(self, verdict_id: str) -> Verdict | None:
@@ -266,6 +267,14 @@ class RubricRepository:
     async def list_all(self) -> list[Rubric]:
         bodies = await self._session.scalars(select(RubricRow.body).order_by(RubricRow.name, RubricRow.version))
         return [Rubric.model_validate(body) for body in bodies]
+
+    async def list_hashes(self) -> list[str]:
+        """Content hashes of every stored rubric (cheap: no bodies), for replicas to catch up."""
+        return list(await self._session.scalars(select(RubricRow.content_hash).order_by(RubricRow.id)))
+
+    async def bodies_by_hash(self, hashes: Sequence[str]) -> list[dict[str, Any]]:
+        stmt = select(RubricRow.body).where(RubricRow.content_hash.in_(hashes)).order_by(RubricRow.id)
+        return list(await self._session.scalars(stmt))
 
 
 # --- ratings --------------------------------------------------------------------------------------------------

@@ -111,3 +111,14 @@ def test_dockerfile_copies_every_package_the_project_installs() -> None:
     ignored = {line.strip() for line in lines if line.strip() and not line.startswith("#")}
     assert ".venv" in ignored
     assert "README.md" not in ignored
+
+
+def test_api_and_workers_keep_their_spool_on_a_volume() -> None:
+    """Verdicts answered while PostgreSQL is down wait in the spool: it must outlive the container."""
+    compose = _compose()
+    for name in ("api", "worker"):
+        service = compose["services"][name]
+        assert service["environment"]["RJ_SPOOL_DIR"] == "/var/lib/rubric-judge/spool"
+        assert "spool:/var/lib/rubric-judge/spool" in service["volumes"]
+    assert "spool" in compose["volumes"]
+    assert "/var/lib/rubric-judge/spool" in _dockerfile()
