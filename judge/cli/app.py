@@ -17,8 +17,8 @@ from judge.cli.jobs import register as register_job_commands
 from judge.cli.rewards import register as register_reward_commands
 from judge.cli.rm import register as register_rm_commands
 from judge.cli.simulate import register as register_simulate_commands
-from judge.cli.storage import register as register_storage_commands
 from judge.cli.spool import register as register_spool_commands
+from judge.cli.storage import register as register_storage_commands
 from judge.cli.study import register as register_study_commands
 from judge.errors import RubricJudgeError
 from judge.settings import Settings, get_settings
