@@ -19,7 +19,7 @@ $(VENV)/.core: pyproject.toml | $(VENV)/bin/python
 # torch is pinned to the CPU build that installs from local disk; unpinned it would pull CUDA.
 $(VENV)/.dev: pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[dev,rm,stats,jobs]'
+	$(PIP) install -q -e '.[dev,rm,stats,jobs,trainers]'
 	touch $@ $(VENV)/.core
 
 setup: $(VENV)/.core

@@ -11,10 +11,12 @@ from fastapi import Depends, FastAPI
 from api.auth import require_api_key
 from api.errors import install_error_handlers
 from api.metrics_middleware import RequestMetrics
+from api.request_id import RequestId
 from api.routes import classify, health, openrlhf, rewards, rubrics, score, verdicts
 from api.routes.agreement import router as agreement_router
 from api.routes.feedback import router as feedback_router
 from api.routes.jobs import router as jobs_router
+from api.routes.judges import router as judges_router
 from api.routes.reward_models import router as reward_models_router
 from judge.jobs.service import JobsService
 from judge.runtime import Runtime
@@ -27,7 +29,8 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = await Runtime.open(settings or get_settings(), backend_factory=backend_factory)
+        # The API starts on a database without its schema and says so on /readyz (`serve` refuses it earlier).
+        runtime = await Runtime.open(settings or get_settings(), backend_factory=backend_factory, require_schema=False)
         app.state.runtime = runtime
         app.state.jobs = JobsService(runtime)
         # Everything loaded so far (libraries, rubrics, clients) lives as long as the process. Freezing
@@ -47,6 +50,7 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
     app = FastAPI(title="rubric-judge", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
     app.add_middleware(RequestMetrics)
+    app.add_middleware(RequestId)
     app.include_router(health.router)
     # OpenRLHF's own protocol, at the root where its clients look for it (auth handled by the route).
     app.include_router(openrlhf.router)
@@ -59,4 +63,5 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
     app.include_router(jobs_router, prefix="/v1", dependencies=v1)
     app.include_router(feedback_router, prefix="/v1", dependencies=v1)
     app.include_router(reward_models_router, prefix="/v1", dependencies=v1)
+    app.include_router(judges_router, prefix="/v1", dependencies=v1)
     return app

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.responses import FastJSONResponse
+from judge.extras import missing_extra
 from rubrics.errors import RubricJudgeError
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,14 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> FastJSONResponse:
         return error_response(exc.status_code, "HTTPError", str(exc.detail))
+
+    @app.exception_handler(ImportError)
+    async def _missing_extra(request: Request, exc: ImportError) -> FastJSONResponse:
+        # A route whose optional extra is not installed (e.g. /v1/agreement without `stats`): 501 naming it.
+        extra = missing_extra(exc)
+        if extra is None:
+            return await _unexpected(request, exc)
+        return error_response(501, extra.type, extra.message, None)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> FastJSONResponse:

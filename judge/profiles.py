@@ -18,7 +18,7 @@ JUDGE_PROTOCOL_VERSION = "1"
 
 # Fields that change how to reach a judge, not what it says: left out of the profile hash.
 CONNECTION_FIELDS = frozenset(
-    {"name", "base_url", "api_key_env", "concurrency", "timeout_s", "max_retries", "retry_budget_s"}
+    {"name", "aliases", "base_url", "api_key_env", "concurrency", "timeout_s", "max_retries", "retry_budget_s"}
 )
 
 
@@ -47,6 +47,8 @@ class JudgeProfile(BaseModel):
     repair: bool = True
     # Local reward-model profiles: the registered model name (or a path) to load.
     reward_model: str | None = None
+    # Other names a client may use for this profile (e.g. the model path or hub id verl sends to /classify).
+    aliases: tuple[str, ...] = ()
     extra_body: dict[str, Any] = Field(default_factory=dict)
 
     @cached_property

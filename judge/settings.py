@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -51,6 +52,11 @@ class Settings(BaseSettings):
     max_response_chars: int | None = Field(default=None, ge=1)
 
     log_level: str = "INFO"
+
+    # First-hour defaults (issue 11): the judge of requests and commands that name none (unset: the only judge
+    # fit for the rubric's kind); log lines as text or one JSON object a line (with request ids).
+    default_judge: str | None = None
+    log_format: Literal["text", "json"] = "text"
 
     def api_key_set(self) -> frozenset[str]:
         if self.api_keys is None:

@@ -297,6 +297,12 @@ def _pct(value: float | None) -> str:
 
 
 def _report(kind: Literal["filter", "curate"], summary: Summary, run: _Run) -> None:
+    print_summary(kind, summary)
+    console.print(f"kept: {run.kept}  dropped/failed/invalid: {run.dropped}")
+
+
+def print_summary(kind: Literal["filter", "curate"], summary: Summary) -> None:
+    """Pass rate, per-axis table with histograms, most failing axes (and curation rounds); `score` ends with it too."""
     out = summary.outcomes
     console.print(
         f"[bold]pass rate {_pct(summary.pass_rate)}[/bold]: kept {out.get('kept', 0)}, dropped {out.get('dropped', 0)}"
@@ -325,4 +331,3 @@ def _report(kind: Literal["filter", "curate"], summary: Summary, run: _Run) -> N
             rate = step.passed / step.judged if step.judged else None
             table.add_row(round_no, str(step.judged), str(step.passed), _pct(rate), str(kept_so_far))
         console.print(table)
-    console.print(f"kept: {run.kept}  dropped/failed/invalid: {run.dropped}")

@@ -270,7 +270,7 @@ async def test_classify_answers_in_vllms_shape_with_the_reward_last(
         assert body["usage"]["prompt_tokens"] == body["usage"]["total_tokens"] > 0
         assert body["usage"]["completion_tokens"] == 0
         for index, (item, scores) in enumerate(zip(body["data"], direct, strict=True)):
-            assert item["index"] == index and item["object"] == "classification"
+            assert item["index"] == index and "object" not in item  # vLLM's ClassificationData has none
             assert item["num_classes"] == len(AXES) + 1 == len(item["probs"])
             assert item["probs"] == pytest.approx(_expected_row(scores, rubric, activated=False), abs=1e-4)
             assert item["label"] in ("pass", "fail")
@@ -296,6 +296,46 @@ async def test_classify_answers_in_vllms_shape_with_the_reward_last(
         assert unknown.status_code == 404 and unknown.json()["error"]["type"] == "NotFoundError"
         bad_ids = await client.post("/classify", json={"input": [10**9]})
         assert bad_ids.status_code == 400 and "token ids" in bad_ids.json()["error"]["message"]
+
+
+async def test_classify_takes_verls_model_path_aliases_and_the_messages_form(
+    store: str, tmp_path: Path, artifact_dir: Path, scoring: ScoringModel, records: list[LabelledRecord]
+) -> None:
+    await _register(store, artifact_dir, active=True)
+    record = records[3]
+    text = render(scoring.tokenizer, record.conversation)
+    judges = tmp_path / "aliased.yaml"
+    profile = {"name": PROFILE, "backend": "reward_model", "reward_model": RM_NAME, "aliases": ["奖励模型"]}
+    judges.write_text(yaml.safe_dump({"judges": [profile]}, allow_unicode=True), encoding="utf-8")
+    async with _client(_settings(store, judges)) as client:
+        base = await client.post("/classify", json={"model": PROFILE, "input": text, "use_activation": False})
+        expected = base.json()["data"][0]["probs"]
+        # verl sends reward_model.model_path: a hub id or a path resolves to the only reward_model profile.
+        for name in ("Qwen/Qwen3-0.6B", "/models/rm-prmed-v1", "奖励模型", RM_NAME):
+            answer = await client.post("/classify", json={"model": name, "input": text, "use_activation": False})
+            assert answer.status_code == 200, (name, answer.text)
+            assert answer.json()["model"] == PROFILE
+            assert answer.json()["data"][0]["probs"] == pytest.approx(expected, abs=1e-5)
+        # vLLM's chat form: the model's own template renders it, the last (assistant) turn is judged.
+        conv = record.conversation
+        think = f"<think>\n{conv.reasoning}\n</think>\n\n{conv.response}" if conv.reasoning else conv.response
+        messages = [{"role": role, "content": content} for role, content in conv.messages]
+        chat = await client.post(
+            "/classify",
+            json={"model": PROFILE, "messages": [*messages, {"role": "assistant", "content": think}],
+                  "use_activation": False},
+        )  # fmt: skip
+        assert chat.status_code == 200, chat.text
+        assert chat.json()["data"][0]["probs"] == pytest.approx(expected, abs=1e-4)
+        no_turn = await client.post("/classify", json={"model": PROFILE, "messages": messages})
+        assert no_turn.status_code == 400 and no_turn.json()["error"]["param"] == "messages"
+    # Two reward_model profiles: a path is ambiguous and the error says how to settle it.
+    two = tmp_path / "two.yaml"
+    other = {"name": "rm-other", "backend": "reward_model", "reward_model": RM_NAME}
+    two.write_text(yaml.safe_dump({"judges": [profile, other]}, allow_unicode=True), encoding="utf-8")
+    async with _client(_settings(store, two)) as client:
+        ambiguous = await client.post("/classify", json={"model": "Qwen/Qwen3-0.6B", "input": text})
+        assert ambiguous.status_code == 400 and "aliases" in ambiguous.json()["error"]["message"]
 
 
 async def test_activate_and_reload_swap_versions_without_restart(
