@@ -378,3 +378,56 @@ async def test_activate_and_reload_swap_versions_without_restart(
         assert (await client.post(f"/v1/reward-models/{RM_NAME}/reload")).json()["swapped"] == []
         missing = await client.post(f"/v1/reward-models/{RM_NAME}/activate", json={"version": 9})
         assert missing.status_code == 404
+
+
+async def test_verls_discriminative_rm_client_scores_through_classify(
+    store: str,
+    judges_file: Path,
+    artifact_dir: Path,
+    tiny_base: Path,
+    scoring: ScoringModel,
+    records: list[LabelledRecord],
+) -> None:
+    """verl's own RewardLoopWorker (reward_model.enable, vllm engine) posts `model: <model_path>` to /classify and
+    takes probs[-1]: the path resolves to the only reward_model profile and the reward is the model's."""
+    pytest.importorskip("verl")
+    import numpy as np
+    import torch
+    import verl as verl_package
+    from hydra import compose, initialize_config_dir
+    from verl import DataProto
+    from verl.experimental.reward_loop import RewardLoopWorker
+
+    from tests.support.live_server import live_server
+
+    await _register(store, artifact_dir, active=True)
+    record = records[5]
+    chat = [{"role": role, "content": content} for role, content in record.conversation.messages]
+    reply = record.conversation.response
+    tokenizer = scoring.tokenizer
+    ids = tokenizer(reply, add_special_tokens=False)["input_ids"]
+    config_dir = Path(verl_package.__file__).parent / "trainer" / "config"
+    with live_server(create_app(_settings(store, judges_file))) as url:
+        overrides = [
+            f"actor_rollout_ref.model.path={tiny_base}",
+            "reward.reward_model.enable=true",
+            f"reward.reward_model.model_path={tiny_base}",  # a path, as verl users configure it
+            "reward.reward_model.rollout.name=vllm",
+        ]
+        with initialize_config_dir(config_dir=str(config_dir), version_base=None):
+            config = compose(config_name="ppo_trainer", overrides=overrides)
+        worker = RewardLoopWorker(config, reward_router_address=url.removeprefix("http://"))
+        data = DataProto.from_dict(
+            tensors={
+                "prompts": torch.zeros((1, 4), dtype=torch.long),
+                "responses": torch.tensor([ids]),
+                "attention_mask": torch.ones((1, 4 + len(ids)), dtype=torch.long),
+            },
+            non_tensors={"raw_prompt": np.array([chat], dtype=object)},
+        )
+        [output] = await worker.compute_score_batch(data)
+        text = tokenizer.apply_chat_template([*chat, {"role": "assistant", "content": reply}], tokenize=False)
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            direct = await client.post("/classify", json={"model": PROFILE, "input": text, "use_activation": False})
+    assert output["reward_score"] == pytest.approx(direct.json()["data"][0]["probs"][-1], abs=1e-5)
+    assert 0.0 <= output["reward_score"] <= 1.0
