@@ -234,6 +234,18 @@ async def _run_chunk(ctx: dict[str, Any], job_id: str, chunk: int) -> str:
     return await worker.process_chunk(str(ctx["job_id"]), job_id, chunk)
 
 
+class QuietWorker(Worker):
+    """arq's Worker, closing its Redis pool with ``aclose()``: arq 0.26-0.28 still calls redis-py's deprecated
+    ``close()``, a DeprecationWarning at every worker shutdown."""
+
+    async def close(self) -> None:
+        pool = self._pool
+        if pool is not None:
+            # arq's close ends with pool.close(...); hand it the non-deprecated coroutine of the same meaning.
+            pool.close = pool.aclose
+        await super().close()
+
+
 def build_worker(
     settings: Settings,
     config: WorkerConfig,
@@ -258,7 +270,7 @@ def build_worker(
             await worker.aclose()
             await worker.runtime.aclose()
 
-    return Worker(
+    return QuietWorker(
         functions=[func(_run_chunk, name=TASK)],
         queue_name=queue_name(settings),
         redis_settings=redis_settings(settings),
