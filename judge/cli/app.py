@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from judge.cli.agreement import register as register_agreement_commands
-from judge.cli.errors import ReportingGroup, describe, set_debug
+from judge.cli.errors import ReportingGroup, fail, set_debug
 from judge.cli.jobs import register as register_job_commands
 from judge.cli.judges import register as register_judge_commands
 from judge.cli.rewards import register as register_reward_commands
@@ -46,11 +46,7 @@ def main(
 
 
 def _fail(exc: RubricJudgeError) -> typer.Exit:
-    message, hint, code = describe(exc)
-    err_console.print(f"[red]error:[/red] {message}", highlight=False)
-    if hint:
-        err_console.print(f"hint: {hint}", highlight=False)
-    return typer.Exit(code=code)
+    return fail(exc)  # one line and a hint (judge.cli.errors)
 
 
 @app.command()

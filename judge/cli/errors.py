@@ -79,8 +79,8 @@ _HINTS = {
 }
 
 
-def report(exc: BaseException) -> NoReturn:
-    """Print ``exc`` as one line plus a hint (or the traceback with --debug) and exit."""
+def print_error(exc: BaseException) -> int:
+    """Print ``exc`` as one unwrapped line plus a hint (and the traceback first with --debug); the exit code."""
     message, hint, code = describe(exc)
     if debugging():
         traceback.print_exception(exc, file=sys.stderr)
@@ -89,7 +89,17 @@ def report(exc: BaseException) -> NoReturn:
         typer.echo(f"hint: {hint}", err=True)
     elif not debugging():
         typer.echo("hint: run with --debug for the traceback", err=True)
-    raise SystemExit(code)
+    return code
+
+
+def fail(exc: BaseException) -> typer.Exit:
+    """For commands that catch a domain error themselves: print it like :func:`report`; raise what it returns."""
+    return typer.Exit(code=print_error(exc))
+
+
+def report(exc: BaseException) -> NoReturn:
+    """Print ``exc`` as one line plus a hint (or the traceback with --debug) and exit."""
+    raise SystemExit(print_error(exc))
 
 
 class ReportingGroup(TyperGroup):

@@ -22,6 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from judge.cli.errors import fail
 from judge.errors import RubricJudgeError
 from judge.jobs.schemas import JobKind, JobOptions, JobSpec
 from judge.jobs.summary import Summary
@@ -51,9 +52,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _fail(exc: RubricJudgeError) -> typer.Exit:
-    where = f" ({exc.field})" if exc.field else ""
-    err_console.print(f"[red]{exc.type}{where}:[/red] {exc.message}")
-    return typer.Exit(code=2)
+    return fail(exc)  # one line and a hint (judge.cli.errors)
 
 
 @dataclass(frozen=True)
