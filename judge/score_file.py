@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from judge.errors import RubricJudgeError
 from judge.jobs.summary import Summary
+from judge.jsonl import invalid_json
 from judge.profiles import JudgeProfile
 from judge.resume import done_lines
 from judge.runtime import Runtime
@@ -44,6 +45,9 @@ def read_samples(path: Path, skip: Container[int]) -> Iterator[tuple[int, Sample
                 yield number, SampleIn.model_validate_json(raw), None
             except ValidationError as exc:
                 first = exc.errors()[0]
+                if first.get("type") == "json_invalid":
+                    yield number, None, invalid_json(raw) or str(first.get("msg"))
+                    continue
                 where = ".".join(str(p) for p in first.get("loc", ())) or "line"
                 yield number, None, f"{where}: {first.get('msg')}"
 

@@ -177,6 +177,10 @@ def score(
         console.print(f"{rubric_obj.ref} · judge {profile.name} · {stats.scored} scored, {stats.cached} from the cache")
         # The same summary as `filter` (passed = kept, failed = dropped, unscored = failed), over the whole output.
         print_summary("filter", summarise_score_files(out, errors_path))
+        from judge.jsonl import first_bad_lines
+
+        for line in first_bad_lines(errors_path):
+            err_console.print(line, highlight=False, markup=False, soft_wrap=True)
         console.print(f"results: {out}" + (f"  bad lines: {errors_path}" if stats.invalid else ""))
 
     try:

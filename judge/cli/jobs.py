@@ -296,7 +296,12 @@ def _pct(value: float | None) -> str:
 
 
 def _report(kind: Literal["filter", "curate"], summary: Summary, run: _Run) -> None:
+    from judge.jsonl import first_bad_lines
+
     print_summary(kind, summary)
+    if summary.outcomes.get("invalid"):
+        for line in first_bad_lines(run.dropped):
+            err_console.print(line, highlight=False, markup=False, soft_wrap=True)
     console.print(f"kept: {run.kept}  dropped/failed/invalid: {run.dropped}")
 
 

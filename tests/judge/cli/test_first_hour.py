@@ -144,3 +144,38 @@ def test_refused_and_timed_out_are_told_apart() -> None:
     assert describe(TimeoutError())[0].startswith("timed out:")
     message, hint, code = describe(ValueError("unsupported database backend 'mysql': use postgresql or sqlite"))
     assert code == 2 and hint is not None and "RJ_DATABASE_URL" in hint
+
+
+def test_a_line_that_is_not_json_reads_the_same_everywhere(runner: CliRunner, tmp_path: Path) -> None:
+    """score, filter (local and as a job: the same parse_line), and a ratings import: `line N: invalid JSON (…)`."""
+    from judge.agreement.ratings import parse_ratings
+    from judge.jobs.process import check_line
+    from judge.jsonl import invalid_json
+    from rubrics.registry import RubricRegistry
+
+    broken = '{"id": "坏行", "messages": ['
+    expected = invalid_json(broken)
+    assert expected is not None and expected.startswith("invalid JSON (")
+    good = EXAMPLES.read_text(encoding="utf-8").splitlines()[0]
+    source = tmp_path / "样本.jsonl"
+    source.write_text(f"{good}\n{broken}\n", encoding="utf-8")
+    assert runner.invoke(app, ["migrate"]).exit_code == 0
+    out = tmp_path / "out.jsonl"
+    scored = runner.invoke(app, ["score", str(source), "-o", str(out), "--rubric", "prmed-format"])
+    assert scored.exit_code == 0, scored.output
+    assert f"line 2: {expected}" in scored.output
+    [error] = [json.loads(x) for x in (tmp_path / "out.errors.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert error == {"line": 2, "error": expected}
+    kept, dropped = tmp_path / "kept.jsonl", tmp_path / "dropped.jsonl"
+    filtered = runner.invoke(
+        app, ["filter", str(source), "--kept", str(kept), "--dropped", str(dropped), "--rubric", "prmed-format"]
+    )
+    assert filtered.exit_code == 0, filtered.output
+    assert f"line 2: {expected}" in filtered.output
+    [invalid] = [json.loads(x) for x in dropped.read_text(encoding="utf-8").splitlines()]
+    assert (invalid["line"], invalid["outcome"], invalid["error"]) == (2, "invalid", expected)
+    assert check_line("filter", broken.encode(), get_settings()) == (None, expected)
+    rubric = RubricRegistry().resolve("prmed")
+    good_rating = json.dumps({"sample_hash": "a" * 64, "rater": "张医生", "axis": "safety", "score": 4})
+    ratings = parse_ratings(f"{good_rating}\n{broken}\n", rubric, format="jsonl")
+    assert [(issue.line, issue.message) for issue in ratings.errors] == [(2, expected)]
