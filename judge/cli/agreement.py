@@ -119,7 +119,7 @@ def agreement(
     seed: Annotated[int, typer.Option(min=0, help="Seed of the bootstrap.")] = 0,
 ) -> None:
     """Per-axis agreement of raters with bootstrap CIs: JSON, PNG figures and one HTML page; prints the table."""
-    from judge.agreement.report import terminal_table, write_report
+    from judge.agreement.report import terminal_tables, write_report
     from judge.agreement.studies import agreement_from_store
 
     async def main() -> AgreementReport:
@@ -134,7 +134,8 @@ def agreement(
     except RubricJudgeError as exc:
         raise _fail(exc) from exc
     files = write_report(report, out)
-    console.print(terminal_table(report))
+    for table in terminal_tables(report):  # in groups that fit 100 columns
+        console.print(table)
     console.print(f"report: {files.html_path}  data: {files.json_path}  figures: {len(files.figures)} in {out}")
 
 
