@@ -18,7 +18,7 @@ from judge.settings import Settings
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("rj_request_id", default=None)
 
 # Libraries that log one INFO line per HTTP call (the OpenAI SDK's httpx transport, among others).
-QUIET_LOGGERS = ("httpx", "httpcore", "openai", "aiohttp.access", "arq.worker", "arq.jobs")
+QUIET_LOGGERS = ("httpx", "httpcore", "openai", "aiohttp.access", "arq.worker", "arq.jobs", "alembic.runtime.plugins")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(request_id_suffix)s: %(message)s"
 
 

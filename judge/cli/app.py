@@ -64,7 +64,6 @@ def serve(
     from judge.logs import configure_logging, uvicorn_log_config
 
     settings = get_settings()
-    configure_logging(settings)
     problem = _schema_problem(settings.database_url)
     if problem is not None:
         if not migrate_first:
@@ -73,6 +72,7 @@ def serve(
 
         upgrade_sync(settings.database_url, "head")
         err_console.print(f"migrated {_redact(settings.database_url)} to the current schema")
+    configure_logging(settings)
     uvicorn.run(
         "api.main:app",
         host=host,
@@ -110,7 +110,7 @@ def migrate(revision: Annotated[str, typer.Argument(help="Target revision.")] = 
 
     settings = get_settings()
     upgrade_sync(settings.database_url, revision)
-    console.print(f"database at revision {revision}: {_redact(settings.database_url)}")
+    console.print(f"database at revision {revision}: {_redact(settings.database_url)}", soft_wrap=True)
 
 
 def _redact(url: str) -> str:
@@ -181,7 +181,7 @@ def score(
 
         for line in first_bad_lines(errors_path):
             err_console.print(line, highlight=False, markup=False, soft_wrap=True)
-        console.print(f"results: {out}" + (f"  bad lines: {errors_path}" if stats.invalid else ""))
+        console.print(f"results: {out}" + (f"  bad lines: {errors_path}" if stats.invalid else ""), soft_wrap=True)
 
     try:
         asyncio.run(main(get_settings()))

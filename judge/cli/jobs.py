@@ -302,7 +302,7 @@ def _report(kind: Literal["filter", "curate"], summary: Summary, run: _Run) -> N
     if summary.outcomes.get("invalid"):
         for line in first_bad_lines(run.dropped):
             err_console.print(line, highlight=False, markup=False, soft_wrap=True)
-    console.print(f"kept: {run.kept}  dropped/failed/invalid: {run.dropped}")
+    console.print(f"kept: {run.kept}  dropped/failed/invalid: {run.dropped}", soft_wrap=True)
 
 
 def print_summary(kind: Literal["filter", "curate"], summary: Summary) -> None:

@@ -179,3 +179,19 @@ def test_a_line_that_is_not_json_reads_the_same_everywhere(runner: CliRunner, tm
     good_rating = json.dumps({"sample_hash": "a" * 64, "rater": "张医生", "axis": "safety", "score": 4})
     ratings = parse_ratings(f"{good_rating}\n{broken}\n", rubric, format="jsonl")
     assert [(issue.line, issue.message) for issue in ratings.errors] == [(2, expected)]
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [("mysql://localhost/rj", "unsupported database backend 'mysql'"), ("不是网址", "invalid database URL")],
+)
+def test_a_bad_database_url_is_one_line(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, url: str, expected: str
+) -> None:
+    monkeypatch.setenv("RJ_DATABASE_URL", url)
+    get_settings.cache_clear()
+    result = runner.invoke(app, ["migrate"])
+    assert result.exit_code == 2, result.output
+    error_lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and expected in error_lines[0] and "Traceback" not in result.output
+    assert "hint: " in result.output and "RJ_DATABASE_URL" in result.output
