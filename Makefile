@@ -60,7 +60,7 @@ test: setup-dev
 check: lint typecheck test
 
 # Benchmarks print tables (bench/README.md); run them on an idle machine.
-BENCHES := bench_scoring bench_rewards bench_jobs bench_reward_model bench_agreement
+BENCHES := bench_scoring bench_rewards bench_jobs bench_reward_model bench_agreement bench_verl
 bench: setup-dev
 	@for b in $(BENCHES); do echo "== $$b"; $(PY) bench/$$b.py || exit 1; done
 
