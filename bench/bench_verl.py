@@ -65,8 +65,8 @@ def main() -> None:
             started = time.perf_counter()
 
             async def gather() -> list[dict[str, float]]:
-                calls = (verl.compute_score("prmed", s, None, e, **options) for s, e in zip(solutions, infos))
-                return await asyncio.gather(*calls)
+                pairs = zip(solutions, infos, strict=True)
+                return await asyncio.gather(*(verl.compute_score("prmed", s, None, e, **options) for s, e in pairs))
 
             results = asyncio.run(gather())
             rows.append(_row("compute_score (reward loop, concurrent)", n, n, time.perf_counter() - started,
@@ -74,7 +74,8 @@ def main() -> None:
 
             solutions, infos = batch("同步", n)
             started = time.perf_counter()
-            results = [verl.compute_score_sync("prmed", s, None, e, **options) for s, e in zip(solutions, infos)]
+            pairs = zip(solutions, infos, strict=True)
+            results = [verl.compute_score_sync("prmed", s, None, e, **options) for s, e in pairs]
             rows.append(_row("compute_score_sync (legacy naive, sequential)", n, n, time.perf_counter() - started,
                              n * latency, results))  # fmt: skip
 
