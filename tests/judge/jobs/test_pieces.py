@@ -100,3 +100,17 @@ def test_line_checks_name_the_field() -> None:
     )
     record = invalid_outcome(3, b"\x00bad" + "坏".encode() * 300, "line: nope").record
     assert record["line"] == 3 and "\x00" not in record["raw"] and len(record["raw"]) <= 200
+
+
+async def test_a_generator_that_refuses_connections_says_cannot_connect() -> None:
+    from judge.jobs.generator import GenerationFailed, Generator
+    from judge.profiles import JudgeProfile
+    from tests.support.live_server import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    generator = Generator(JudgeProfile(name="gen", model="m", base_url=url, max_retries=0, temperature=0.7))
+    try:
+        with pytest.raises(GenerationFailed, match="cannot connect to generator .*connection refused"):
+            await generator.generate([{"role": "user", "content": "我头疼三天了"}])
+    finally:
+        await generator.aclose()
