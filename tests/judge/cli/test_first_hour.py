@@ -195,3 +195,18 @@ def test_a_bad_database_url_is_one_line(
     error_lines = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1 and expected in error_lines[0] and "Traceback" not in result.output
     assert "hint: " in result.output and "RJ_DATABASE_URL" in result.output
+
+
+def test_serve_migrate_creates_the_schema_then_starts(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    started: list[dict[str, object]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: started.append({"app": app, **kwargs}))
+    monkeypatch.setattr("judge.logs.configure_logging", lambda settings: None)  # leave pytest's handlers alone
+    refused = runner.invoke(app, ["serve", "--port", "8123"])
+    assert refused.exit_code == 2 and started == []
+    migrated = runner.invoke(app, ["serve", "--port", "8123", "--migrate"])
+    assert migrated.exit_code == 0, migrated.output
+    assert "migrated" in migrated.output and started[0]["app"] == "api.main:app" and started[0]["port"] == 8123
+    again = runner.invoke(app, ["serve", "--port", "8123"])  # the schema is current now: no refusal, no migration
+    assert again.exit_code == 0 and "migrated" not in again.output and len(started) == 2
