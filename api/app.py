@@ -18,10 +18,14 @@ from api.routes.feedback import router as feedback_router
 from api.routes.jobs import router as jobs_router
 from api.routes.judges import router as judges_router
 from api.routes.reward_models import router as reward_models_router
+from api.routes.simulate import router as simulate_router
+from api.routes.studies import router as studies_router
+from api.ui.routes import install as install_workbench
 from judge.jobs.service import JobsService
 from judge.runtime import Runtime
 from judge.scorer import BackendFactory
 from judge.settings import Settings, get_settings
+from judge.simulator.service import SimulatorService
 
 
 def create_app(settings: Settings | None = None, *, backend_factory: BackendFactory | None = None) -> FastAPI:
@@ -33,6 +37,7 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
         runtime = await Runtime.open(settings or get_settings(), backend_factory=backend_factory, require_schema=False)
         app.state.runtime = runtime
         app.state.jobs = JobsService(runtime)
+        app.state.simulator = SimulatorService(runtime)
         # Everything loaded so far (libraries, rubrics, clients) lives as long as the process. Freezing
         # it keeps the collector's full passes from rescanning it: without this, a cached 128-item batch
         # took ~130 ms instead of ~5 ms once every dozen requests (bench/README.md).
@@ -44,6 +49,7 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
         try:
             yield
         finally:
+            await app.state.simulator.aclose()
             await app.state.jobs.aclose()
             await runtime.aclose()
 
@@ -63,5 +69,9 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
     app.include_router(jobs_router, prefix="/v1", dependencies=v1)
     app.include_router(feedback_router, prefix="/v1", dependencies=v1)
     app.include_router(reward_models_router, prefix="/v1", dependencies=v1)
+    app.include_router(studies_router, prefix="/v1", dependencies=v1)
+    # The raters' workbench: raters authenticate with their own token, not an API key.
+    install_workbench(app)
+    app.include_router(simulate_router, prefix="/v1", dependencies=v1)
     app.include_router(judges_router, prefix="/v1", dependencies=v1)
     return app

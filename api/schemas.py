@@ -54,8 +54,12 @@ class UsageOut(BaseModel):
     timed_out: int
     calls: int
     prompt_tokens: int
-    completion_tokens: int
+    # Of prompt_tokens, those the judge's provider served from its prefix cache.
+    cached_tokens: int = 0
+    completion_tokens: int = 0
     retries: int
+    # Extra calls sent by hedging (profiles with hedge_after_ms / hedge_percentile).
+    hedges: int = 0
 
 
 class ScoreResponse(BaseModel):

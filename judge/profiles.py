@@ -14,12 +14,28 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from judge.errors import InvalidRubric, JudgeNotFound, RubricJudgeError
 
 # Bumped whenever prompt templates or output parsing change, so old cache entries stop matching.
-JUDGE_PROTOCOL_VERSION = "1"
+# 2: cache-friendly layout (static system, rubric and output format first; the nonce and judged texts after).
+JUDGE_PROTOCOL_VERSION = "2"
 
 # Fields that change how to reach a judge, not what it says: left out of the profile hash.
 CONNECTION_FIELDS = frozenset(
-    {"name", "aliases", "base_url", "api_key_env", "concurrency", "timeout_s", "max_retries", "retry_budget_s"}
+    {
+        "name",
+        "aliases",
+        "base_url",
+        "api_key_env",
+        "concurrency",
+        "timeout_s",
+        "max_retries",
+        "retry_budget_s",
+        "hedge_after_ms",
+        "hedge_percentile",
+    }
 )
+
+# How much the judge writes before each score: a short rationale (full), one terse clause (brief), or
+# nothing (none: the output schema holds scores only, the cheapest answer).
+RationaleMode = Literal["full", "brief", "none"]
 
 
 class JudgeProfile(BaseModel):
@@ -33,7 +49,10 @@ class JudgeProfile(BaseModel):
     structured_output: Literal["json_schema", "json_object", "none"] = "json_schema"
     logprobs: bool = False
     top_logprobs: Annotated[int, Field(ge=1, le=20)] = 20
-    mode: Literal["joint", "isolated", "group"] = "joint"
+    # joint: one call for every axis; layered: one call per rubric layer; isolated: one call per axis;
+    # group: one call for all responses to one prompt.
+    mode: Literal["joint", "layered", "isolated", "group"] = "joint"
+    rationale: RationaleMode = "full"
     # Prompt language; None follows the rubric's language.
     language: Literal["zh", "en"] | None = None
     concurrency: Annotated[int, Field(ge=1, le=4096)] = 16
@@ -50,6 +69,11 @@ class JudgeProfile(BaseModel):
     # Other names a client may use for this profile (e.g. the model path or hub id verl sends to /classify).
     aliases: tuple[str, ...] = ()
     extra_body: dict[str, Any] = Field(default_factory=dict)
+    # Hedged calls (opt-in): when a call has had no answer this long, a second identical one is sent and the
+    # first answer wins. A fixed threshold, or a percentile of this judge's recent call latencies (with
+    # hedge_after_ms as its floor); see judge.backends.openai.hedge.
+    hedge_after_ms: Annotated[float | None, Field(gt=0)] = None
+    hedge_percentile: Annotated[float | None, Field(ge=50, lt=100)] = None
 
     @cached_property
     def identity(self) -> str:
@@ -64,10 +88,61 @@ class JudgeProfile(BaseModel):
         return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
+class ChatProfile(BaseModel):
+    """An OpenAI-compatible chat model that is not a judge: a patient simulator or a policy being evaluated.
+
+    Listed in the judges file under ``simulators:`` or ``policies:``, with their own sampling and concurrency.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$", max_length=100)]
+    model: Annotated[str, Field(min_length=1)]
+    base_url: str | None = None
+    api_key_env: str | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] = 0.7
+    max_tokens: Annotated[int, Field(ge=16)] = 1024
+    # Ask for a JSON object (simulators answer JSON); "none" for servers without ``response_format``.
+    structured_output: Literal["json_object", "none"] = "json_object"
+    concurrency: Annotated[int, Field(ge=1, le=4096)] = 16
+    timeout_s: Annotated[float, Field(gt=0)] = 120.0
+    max_retries: Annotated[int, Field(ge=0, le=20)] = 3
+    retry_budget_s: Annotated[float, Field(gt=0)] = 120.0
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+
+    @cached_property
+    def hash(self) -> str:
+        """Hash of everything that changes what the model says; connection fields and secrets excluded."""
+        body = {k: v for k, v in self.model_dump(mode="json").items() if k not in CONNECTION_FIELDS}
+        return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+_VARIANTS: dict[tuple[str, str], JudgeProfile] = {}
+
+
+def with_rationale(profile: JudgeProfile, rationale: RationaleMode | None) -> JudgeProfile:
+    """``profile`` asking for another rationale mode (a request's override); its hash differs, so do its verdicts.
+
+    Built once per profile and mode: hashing a profile costs a JSON dump and a sha256.
+    """
+    if rationale is None or rationale == profile.rationale or profile.backend != "openai":
+        return profile
+    key = (profile.identity, rationale)
+    variant = _VARIANTS.get(key)
+    if variant is None:
+        if len(_VARIANTS) >= 1024:
+            _VARIANTS.clear()
+        variant = _VARIANTS[key] = JudgeProfile.model_validate({**profile.model_dump(), "rationale": rationale})
+    return variant
+
+
 class JudgesFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     judges: list[JudgeProfile]
+    # Patient simulators and policies (judge.simulator); a judges file without them is as before.
+    simulators: list[ChatProfile] = Field(default_factory=list)
+    policies: list[ChatProfile] = Field(default_factory=list)
 
 
 # Always available: the deterministic, offline structure judge.

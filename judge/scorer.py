@@ -411,8 +411,10 @@ def _outcome_summary(rubric: Rubric, outcome: JudgeOutcome, sample: Sample) -> d
 
 def _complete_axes(outcome: JudgeOutcome, rubric: Rubric) -> JudgeOutcome:
     """Every rubric axis gets a result: one a backend left out is a parse error, never a score."""
-    missing = [k for k in rubric.axis_keys if k not in outcome.axes]
-    extra = [k for k in outcome.axes if k not in set(rubric.axis_keys)]
+    keys = rubric.axis_keys
+    missing = [k for k in keys if k not in outcome.axes]
+    expected = set(keys)
+    extra = [k for k in outcome.axes if k not in expected]
     if not missing and not extra:
         return outcome
     axes = {k: outcome.axes[k] for k in rubric.axis_keys if k in outcome.axes}

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from judge.errors import JudgeRubricMismatch, JudgeUnavailable, LimitExceeded
-from judge.profiles import JudgeProfile
+from judge.profiles import JudgeProfile, RationaleMode, with_rationale
 from judge.results import render_result
 from judge.runtime import Runtime
 from judge.samples import Sample, SampleIn, normalise
@@ -22,7 +22,9 @@ class ScoreOptions(BaseModel):
     # The whole call's budget; unfinished items come back with status "timeout".
     deadline_ms: Annotated[int | None, Field(gt=0, le=3_600_000)] = None
     cache: bool = True
-    rationale: bool = True
+    # true/false: show or leave out the rationales the profile asks for. "full" | "brief" | "none": ask the judge
+    # for that (a different prompt and output schema, so verdicts are cached apart); "none" is scores only.
+    rationale: bool | RationaleMode = True
     # What an item with an unscored axis gets: passed/reward null (default), a fail, or scored axes only.
     on_missing: Literal["null", "fail", "ignore"] = "null"
 
@@ -105,9 +107,13 @@ async def score_samples(
 ) -> dict[str, Any]:
     """Score normalised samples and render the response body (results in input order + usage)."""
     deadline = options.deadline_ms / 1000 if options.deadline_ms is not None else runtime.settings.default_deadline_s
+    rationale = options.rationale
+    if isinstance(rationale, str):
+        profile = with_rationale(profile, rationale)
+    include_rationale = rationale not in (False, "none")
     batch = await runtime.scorer.score(rubric, profile, samples, deadline_s=deadline, use_cache=options.cache)
     results = [
-        render_result(item, rubric, include_rationale=options.rationale, on_missing=options.on_missing)
+        render_result(item, rubric, include_rationale=include_rationale, on_missing=options.on_missing)
         for item in batch.items
     ]
     timed_out = sum(1 for item in batch.items if item.timed_out)

@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     max_reasoning_chars: int | None = Field(default=None, ge=1)
     max_response_chars: int | None = Field(default=None, ge=1)
 
+    # Rating studies (/ui/): the address raters' personal links start with, as raters' browsers reach the
+    # service (e.g. https://judge.hospital.example); unset, the API uses the address a request came to and the
+    # CLI http://127.0.0.1:8000.
+    study_public_url: str | None = None
+
     log_level: str = "INFO"
 
     # First-hour defaults (issue 11): the judge of requests and commands that name none (unset: the only judge

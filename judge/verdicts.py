@@ -41,19 +41,27 @@ class AxisResult(BaseModel):
 
 
 class Usage(BaseModel):
+    """What judging cost. ``cached_tokens`` is the part of ``prompt_tokens`` the provider served from its prefix
+    cache (billed at a fraction); ``hedges`` counts extra calls sent because an answer was slow (their tokens are
+    not known: a cancelled call reports none, though a provider may bill part of it)."""
+
     model_config = ConfigDict(extra="forbid")
 
     calls: int = 0
     prompt_tokens: int = 0
+    cached_tokens: int = 0
     completion_tokens: int = 0
     retries: int = 0
+    hedges: int = 0
 
     def add(self, other: Usage) -> Usage:
         return Usage(
             calls=self.calls + other.calls,
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            cached_tokens=self.cached_tokens + other.cached_tokens,
             completion_tokens=self.completion_tokens + other.completion_tokens,
             retries=self.retries + other.retries,
+            hedges=self.hedges + other.hedges,
         )
 
 

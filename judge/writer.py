@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from judge.agreement.store import add_verdict_ratings
 from judge.cache import VerdictCache
 from judge.outage import OutageLog
 from judge.samples import Sample
@@ -74,10 +73,9 @@ class VerdictWriter:
             return False
         try:
             async with self._sessions() as session:
+                # Complete verdicts are also the ratings of judge:<profile>, read from here by agreement studies
+                # (judge/store/judge_ratings.py): nothing more to write.
                 await VerdictRepository(session).add_many([(p.verdict, p.sample) for p in batch])
-                # Complete verdicts are also ratings by judge:<profile> for agreement studies, committed with
-                # the verdicts (why at write time, not query time: judge/agreement/store.py).
-                await add_verdict_ratings(session, [p.verdict for p in batch])
                 await session.commit()
             self._log.succeeded()
             return True

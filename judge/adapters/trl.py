@@ -184,3 +184,8 @@ def _rubric_axes(config: ClientConfig, request: dict[str, Any]) -> list[str]:
     if response.is_error:
         raise RewardServerError(f"reward server answered HTTP {response.status_code}: {response.text[:500]}")
     return [str(key) for key in response.json()["axes"]]
+
+
+# Multi-turn rollouts with the patient simulator (a module of its own; re-exported here as documented).
+from judge.adapters.trl_patient import PatientRollout as PatientRollout  # noqa: E402
+from judge.adapters.trl_patient import patient_rollout as patient_rollout  # noqa: E402

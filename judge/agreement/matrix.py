@@ -58,10 +58,13 @@ class RatingMatrix:
         axes: Sequence[str],
         raters: Sequence[str] | None = None,
         only_run: int | None = None,
+        sort_samples: bool = False,
     ) -> RatingMatrix:
         """Build from parallel columns; the lowest run of each (sample, rater, axis) wins unless ``only_run``.
 
         ``raters`` fixes the rater order and leaves others out; by default every rater appears, sorted.
+        Samples keep the order they first appear in, or with ``sort_samples`` the order of their hashes (the
+        bootstrap draws samples by position: a store read in no particular order still gives one report).
         """
         scores_in = np.asarray(score, dtype=np.float64)
         total = len(scores_in)
@@ -82,6 +85,13 @@ class RatingMatrix:
             dtype=np.int64,
             count=len(kept),
         )
+        if sort_samples:
+            # Sorting the distinct hashes (not the rows) costs little: then renumber the rows' codes.
+            ranked = sorted(sample_code)
+            rank = {h: i for i, h in enumerate(ranked)}
+            renumber = np.fromiter((rank[h] for h in sample_code), dtype=np.int64, count=len(sample_code))
+            s_idx = renumber[s_idx]
+            sample_code = dict.fromkeys(ranked, 0)
         n_samples, n_raters = len(sample_code), len(rater_names)
         cell = (a_idx[kept] * n_samples + s_idx) * n_raters + r_idx[kept]
         order = np.lexsort((runs[kept], cell))

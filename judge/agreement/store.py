@@ -1,22 +1,15 @@
 """Ratings in the store: judge verdicts, imported human ratings and reward-model predictions.
 
-Judge verdicts become ratings when they are written (:func:`add_verdict_ratings`, called by the verdict
-writer in the verdicts' own transaction) rather than being read from the verdicts at query time:
-
-- an agreement query then reads one table through its (rubric, sample, rater, axis, run) index, instead of
-  decoding the per-axis JSON of every verdict under the rubric, and ``judge:*`` raters are listed like
-  any other rater, with no step between scoring and a study;
-- a verdict and its ratings are committed together or not at all, and each rating keeps its verdict id;
-- the cost lands where verdicts are judged anyway (a cache hit writes nothing): one multi-row upsert per
-  writer batch.
-
-Rater ``judge:<profile>`` run 0 holds the newest *complete* verdict of that profile on a sample (a partial
-verdict is re-judged, so its axes would only mix with those of the next one). A stability study replaces the
-profile's ratings on its samples with its own runs 0..n-1 (see :mod:`judge.agreement.studies`).
+Judge verdicts are ratings without a second copy: rater ``judge:<profile>`` run 0 on a sample is the newest
+*complete* verdict of that profile on it, read from ``verdicts.axes`` when a study asks
+(:mod:`judge.store.judge_ratings`), so ``judge:*`` raters are listed like any other rater, with no step between
+scoring and a study, and a verdict costs no rating rows. Human and reward-model ratings have their own rows.
+A stability study writes its runs 0..n-1 as rows of ``judge:<profile>``; rows newer than the newest verdict
+speak for run 0 (see :mod:`judge.agreement.studies`).
 
 Sample ids are per request and never stored, so ratings keyed by ``sample_id`` are resolved against samples
 given alongside them (a samples file in the CLI, ``samples`` in ``POST /v1/ratings``); content hashes are
-accepted directly. Nothing here imports numpy: the verdict writer imports this module.
+accepted directly. Nothing here imports numpy.
 """
 
 from __future__ import annotations
@@ -75,11 +68,6 @@ def verdict_rows(
             continue
         rows += to_stored(verdict.rubric_hash, verdict_ratings(verdict, run=run), verdict_id=verdict.id)
     return rows
-
-
-async def add_verdict_ratings(session: AsyncSession, verdicts: Sequence[Verdict]) -> int:
-    """Write complete verdicts as run-0 ratings of ``judge:<profile>`` (the newest verdict wins)."""
-    return await AgreementRepository(session).upsert_ratings(verdict_rows(verdicts))
 
 
 async def save_ratings(session: AsyncSession, rubric_hash: str, ratings: Iterable[RatingLike]) -> int:

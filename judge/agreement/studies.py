@@ -122,7 +122,7 @@ async def agreement_from_store(
     def compute() -> AgreementReport:
         matrix = RatingMatrix.from_columns(
             columns.sample_hash, columns.rater, columns.axis, columns.score, columns.run,
-            axes=rubric.axis_keys, raters=selected,
+            axes=rubric.axis_keys, raters=selected, sort_samples=True,
         )  # fmt: skip
         return agreement_from_matrix(matrix, rubric, n_boot=n_boot, seed=seed)
 
@@ -162,8 +162,9 @@ def run_ratings(verdicts_per_run: Sequence[Sequence[Verdict]]) -> list[StoredRat
 async def store_runs(session: AsyncSession, rubric: Rubric, profile: JudgeProfile, rows: Sequence[StoredRating]) -> int:
     """Replace the profile's ratings on these samples with the study's runs.
 
-    The verdict writer has meanwhile put every run's verdict into run 0, and an earlier study may have left
-    more runs: deleting first leaves exactly this study's runs.
+    The newest complete verdict (the last run's) would otherwise speak for run 0, and an earlier study may have
+    left more runs: deleting first and writing runs 0..n-1 as rows (newer than the verdicts, so they win; see
+    :mod:`judge.store.judge_ratings`) leaves exactly this study's runs.
     """
     hashes = sorted({r.sample_hash for r in rows})
     await AgreementRepository(session).delete_ratings(rubric.content_hash, judge_rater(profile.name), hashes)

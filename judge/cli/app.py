@@ -17,6 +17,9 @@ from judge.cli.jobs import register as register_job_commands
 from judge.cli.judges import register as register_judge_commands
 from judge.cli.rewards import register as register_reward_commands
 from judge.cli.rm import register as register_rm_commands
+from judge.cli.simulate import register as register_simulate_commands
+from judge.cli.storage import register as register_storage_commands
+from judge.cli.study import register as register_study_commands
 from judge.errors import RubricJudgeError
 from judge.settings import Settings, get_settings
 
@@ -132,6 +135,9 @@ def score(
     batch_size: Annotated[int, typer.Option(min=1, help="Samples per scoring batch.")] = 256,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Judge again even if a verdict exists.")] = False,
     no_rationale: Annotated[bool, typer.Option("--no-rationale", help="Leave rationales out of the output.")] = False,
+    rationale: Annotated[
+        str | None, typer.Option(help="Ask the judge for full | brief | none (scores only) rationales.")
+    ] = None,
 ) -> None:
     """Score a JSONL file through the same Scorer as the API (no HTTP); resumable."""
     from judge.resume import count_lines
@@ -139,7 +145,11 @@ def score(
     from judge.service import ScoreOptions
 
     errors_path = errors or out.with_name(out.name.removesuffix(".jsonl") + ".errors.jsonl")
-    options = ScoreOptions(cache=not no_cache, rationale=not no_rationale)
+    if rationale is not None and rationale not in ("full", "brief", "none"):
+        raise typer.BadParameter("full, brief or none", param_hint="--rationale")
+    options = ScoreOptions.model_validate(
+        {"cache": not no_cache, "rationale": rationale if rationale is not None else not no_rationale}
+    )
 
     async def main(settings: Settings) -> None:
         from judge.runtime import Runtime
@@ -252,4 +262,7 @@ register_agreement_commands(app)  # ratings import, agreement, stability, positi
 register_job_commands(app)  # filter, curate, worker
 register_rm_commands(app)  # rm train, eval, list, activate
 register_reward_commands(app)  # rewards
+register_study_commands(app)  # study create, status, export, close, link, list
+register_simulate_commands(app)  # simulate, perturb, gradient
+register_storage_commands(app)  # prune, export verdicts
 register_judge_commands(app)  # judges list, check

@@ -77,12 +77,16 @@ def filter_command(
     chunk_size: Annotated[int, typer.Option(min=1, max=10_000, help="Samples per batch (server: per chunk).")] = 256,
     window: Annotated[int, typer.Option(min=1, help="Local runs: batches scored at once.")] = 4,
     no_rationale: Annotated[bool, typer.Option("--no-rationale", help="Leave rationales out.")] = False,
+    rationale: Annotated[
+        str | None, typer.Option(help="Ask the judge for full | brief | none (scores only; cheapest) rationales.")
+    ] = None,
     on_missing: Annotated[
         str, typer.Option(help="An unscored axis: null (item failed), fail (dropped), ignore.")
     ] = "null",
 ) -> None:
     """Keep the samples whose every rubric axis passes; the rest go to --dropped. Resumable."""
-    options = _options(chunk_size=chunk_size, rationale=not no_rationale, on_missing=on_missing)
+    judged = rationale if rationale is not None else not no_rationale
+    options = _options(chunk_size=chunk_size, rationale=judged, on_missing=on_missing)
     spec = JobSpec(kind="filter", rubric=rubric, judge=judge, options=options)
     _main(_Run(spec, source, kept, dropped, server, api_key, window))
 

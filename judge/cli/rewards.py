@@ -44,8 +44,13 @@ def rewards(
     on_failure: Annotated[str, typer.Option(help="null | floor | skip: a failed item's reward.")] = "null",
     deadline_ms: Annotated[int | None, typer.Option(help="Budget for the whole batch.")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Judge again even if a verdict exists.")] = False,
+    rationale: Annotated[
+        str | None, typer.Option(help="Ask the judge for full | brief | none (scores only; cheapest) rationales.")
+    ] = None,
 ) -> None:
     """Rewards for a batch of rollouts (grouped by group_id), as /v1/rewards computes them."""
+    if rationale is not None and rationale not in ("full", "brief", "none"):
+        raise typer.BadParameter("full, brief or none", param_hint="--rationale")
     from judge.rewards.schemas import RewardsRequest
     from judge.rewards.service import reward_request
     from judge.runtime import Runtime
@@ -53,7 +58,7 @@ def rewards(
     async def main() -> dict[str, Any]:
         request = RewardsRequest.model_validate(
             {"rubric": rubric, "judge": judge, "items": read_items(source), "on_failure": on_failure,
-             "deadline_ms": deadline_ms, "cache": not no_cache}
+             "deadline_ms": deadline_ms, "cache": not no_cache, "rationale": rationale}
         )  # fmt: skip
         async with await Runtime.open(get_settings()) as runtime:
             return await reward_request(runtime, request)

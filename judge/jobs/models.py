@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from judge.store.models import HASH_LEN, VERDICT_ID_LEN, Base, JSONType, UTCDateTime, utcnow
+from judge.db.base import HASH_LEN, VERDICT_ID_LEN, Base, JSONType, UTCDateTime, utcnow
 
 JOB_ID_LEN = 32
 

@@ -25,7 +25,7 @@ from judge.jobs.generator import Draft, GenerationFailed, Generator, as_completi
 from judge.jobs.schemas import ItemState, JobKind, JobOptions, PromptIn
 from judge.jobs.summary import Summary
 from judge.jsonl import invalid_json
-from judge.profiles import JudgeProfile
+from judge.profiles import JudgeProfile, with_rationale
 from judge.results import render_result
 from judge.runtime import Runtime
 from judge.samples import Message, Sample, SampleIn, normalise
@@ -56,6 +56,16 @@ class JobPlan:
     @property
     def language(self) -> Language:
         return self.options.language or self.rubric.language
+
+    @property
+    def judge_profile(self) -> JudgeProfile:
+        """The profile as this job judges with it: a rationale mode in the options overrides the profile's."""
+        rationale = self.options.rationale
+        return with_rationale(self.profile, rationale) if isinstance(rationale, str) else self.profile
+
+    @property
+    def include_rationale(self) -> bool:
+        return self.options.rationale not in (False, "none")
 
 
 @dataclass
@@ -164,10 +174,11 @@ async def _filter(runtime: Runtime, plan: JobPlan, items: Sequence[tuple[int, st
             continue
         parsed.append((line, text, normalise(sample_in)))
     if parsed:
-        batch = await runtime.scorer.score(plan.rubric, plan.profile, [s for _, _, s in parsed])
+        batch = await runtime.scorer.score(plan.rubric, plan.judge_profile, [s for _, _, s in parsed])
+        counted: set[str] = set()
         for (line, text, sample), item in zip(parsed, batch.items, strict=True):
             result = render_result(
-                item, plan.rubric, include_rationale=plan.options.rationale, on_missing=plan.options.on_missing
+                item, plan.rubric, include_rationale=plan.include_rationale, on_missing=plan.options.on_missing
             )
             state, error = _decide(result)
             record: dict[str, Any] = {
@@ -179,8 +190,22 @@ async def _filter(runtime: Runtime, plan: JobPlan, items: Sequence[tuple[int, st
             }
             if error is not None:
                 record["error"] = error
+            usage = _judged_usage(item, counted)
+            if usage is not None:
+                record["usage"] = usage.model_dump()
             outcomes[line] = ItemOutcome(line, state, record, sample.hash, result["verdict_id"], error)
     return [outcomes[line] for line, _ in items]
+
+
+def _judged_usage(item: ScoredItem, counted: set[str]) -> Usage | None:
+    """What judging ``item`` cost, once per distinct sample of a batch; None for cache and store hits."""
+    if item.cached or item.key in counted:
+        return None
+    verdict = item.verdict
+    if verdict is None:
+        return None
+    counted.add(item.key)
+    return verdict.usage
 
 
 # --- curate -------------------------------------------------------------------------------------------------
@@ -227,6 +252,7 @@ async def _curate_one(runtime: Runtime, plan: JobPlan, line: int, prompt: Prompt
     for round_no in range(1, plan.options.rounds + 1):
         try:
             draft = await _draft(runtime, plan, line, messages)
+            base["generator_usage"] = Usage.model_validate(base.get("generator_usage") or {}).add(draft.usage)
         except GenerationFailed as exc:
             return _curated(
                 base, ItemState.failed, conversation, prompt, last, lineage, f"round {round_no}: {exc.message}"
@@ -240,9 +266,12 @@ async def _curate_one(runtime: Runtime, plan: JobPlan, line: int, prompt: Prompt
                 reference=prompt.reference,
             )
         )
-        item: ScoredItem = (await runtime.scorer.score(plan.rubric, plan.profile, [sample])).items[0]
+        item: ScoredItem = (await runtime.scorer.score(plan.rubric, plan.judge_profile, [sample])).items[0]
+        judged = _judged_usage(item, set())
+        if judged is not None:
+            base["usage"] = Usage.model_validate(base.get("usage") or {}).add(judged)
         result = render_result(
-            item, plan.rubric, include_rationale=plan.options.rationale, on_missing=plan.options.on_missing
+            item, plan.rubric, include_rationale=plan.include_rationale, on_missing=plan.options.on_missing
         )
         state, reason = _decide(result)
         rounds.append(
@@ -280,6 +309,9 @@ def _curated(
 ) -> ItemOutcome:
     """A curation record: SFT-ready ``messages`` (the CoT in a ``<think>`` block), the lineage, the last verdict."""
     record = {**base, "outcome": state.value}
+    for name in ("usage", "generator_usage"):
+        if isinstance(record.get(name), Usage):
+            record[name] = record[name].model_dump()
     sample_hash = verdict_id = None
     if last is not None:
         draft, sample, result = last

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from judge.profiles import RationaleMode
 from judge.samples import Message
 
 JobKind = Literal["filter", "curate"]
@@ -39,8 +40,9 @@ class JobOptions(BaseModel):
 
     # Lines per chunk: the unit a worker leases, scores and commits in one transaction.
     chunk_size: Annotated[int, Field(ge=1, le=10_000)] = 256
-    # Keep the judge's rationales in the output records.
-    rationale: bool = True
+    # true/false: keep or leave out the judge's rationales in the output records; "full" | "brief" | "none": ask
+    # the judge for that (none: scores only, the cheapest filter; curation's feedback uses the rationales).
+    rationale: bool | RationaleMode = True
     # What an item with an unscored axis gets (see ScoreOptions.on_missing); an undecided item is "failed".
     on_missing: Literal["null", "fail", "ignore"] = "null"
     # Curation: generate + up to rounds - 1 refinements.

@@ -41,6 +41,10 @@ class Summary:
     failing: dict[str, int] = field(default_factory=dict)
     # Curation: per round, how many drafts were judged and how many passed.
     rounds: dict[str, RoundStats] = field(default_factory=dict)
+    # What judging (and, for curation, generating) cost: calls, prompt / cached / completion tokens, retries,
+    # hedges, summed over records judged in this job (cache and store hits cost nothing).
+    usage: dict[str, int] = field(default_factory=dict)
+    generator_usage: dict[str, int] = field(default_factory=dict)
 
     @property
     def decided(self) -> int:
@@ -69,6 +73,8 @@ class Summary:
                     stats.passed += 1
             for key in failing:
                 self.failing[key] = self.failing.get(key, 0) + 1
+        _add_counts(self.usage, record.get("usage"))
+        _add_counts(self.generator_usage, record.get("generator_usage"))
         lineage = record.get("lineage")
         if isinstance(lineage, Mapping):
             for step in lineage.get("rounds") or ():
@@ -92,6 +98,8 @@ class Summary:
             mine_round = self.rounds.setdefault(key, RoundStats())
             mine_round.judged += theirs_round.judged
             mine_round.passed += theirs_round.passed
+        _add_counts(self.usage, other.usage)
+        _add_counts(self.generator_usage, other.generator_usage)
         return self
 
     def most_failing(self, n: int = 5) -> list[tuple[str, int]]:
@@ -113,6 +121,8 @@ class Summary:
             },
             "failing_axes": dict(self.most_failing(len(self.failing))),
             "rounds": {key: {"judged": r.judged, "passed": r.passed} for key, r in sorted(self.rounds.items())},
+            "usage": dict(self.usage),
+            "generator_usage": dict(self.generator_usage),
         }
 
     @classmethod
@@ -132,4 +142,15 @@ class Summary:
             str(k): RoundStats(judged=int(v.get("judged", 0)), passed=int(v.get("passed", 0)))
             for k, v in (data.get("rounds") or {}).items()
         }
+        _add_counts(summary.usage, data.get("usage"))
+        _add_counts(summary.generator_usage, data.get("generator_usage"))
         return summary
+
+
+def _add_counts(into: dict[str, int], counts: Any) -> None:
+    """Add a record's usage counts (a mapping of name -> int; anything else is ignored) into ``into``."""
+    if not isinstance(counts, Mapping):
+        return
+    for name, value in counts.items():
+        if isinstance(value, int) and not isinstance(value, bool):
+            into[str(name)] = into.get(str(name), 0) + value

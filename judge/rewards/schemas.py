@@ -77,6 +77,9 @@ class RewardsRequest(BaseModel):
     judge: Annotated[str | None, Field(min_length=1, max_length=100)] = None
     items: list[Any]
     on_failure: OnFailure = "null"
+    # What the judge writes before each score; default: the profile's. A reward needs only the scores, so
+    # "none" is the cheapest answer (its verdicts are cached apart from the profile's own).
+    rationale: Literal["full", "brief", "none"] | None = None
     # The whole call's budget; what is unfinished by then follows ``on_failure`` (and is still cached later).
     deadline_ms: Annotated[int | None, Field(gt=0, le=3_600_000)] = None
     cache: bool = True

@@ -15,7 +15,7 @@ import orjson
 from pydantic import ValidationError
 
 from judge.errors import LimitExceeded
-from judge.profiles import JudgeProfile
+from judge.profiles import JudgeProfile, with_rationale
 from judge.rewards.schemas import OnFailure, RewardItemIn, RewardRequestError, RewardsRequest
 from judge.rewards.stats import GroupStats, group_stats, zero_variance_fraction
 from judge.runtime import Runtime
@@ -295,6 +295,7 @@ async def reward_request(runtime: Runtime, request: RewardsRequest) -> dict[str,
             field="items",
         )
     rubric, profile = resolve_request(runtime, request.rubric, request.judge)
+    profile = with_rationale(profile, request.rationale)
     prepared = [prepare_item(i, raw, settings) for i, raw in enumerate(request.items)]
     batch = await score_rewards(
         runtime,

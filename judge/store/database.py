@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -60,7 +61,12 @@ def create_engine(url: str | URL, echo: bool = False) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
         return engine
     # pre_ping: a PostgreSQL restart must not surface as errors on the first requests afterwards.
-    return create_async_engine(sa_url, echo=echo, pool_pre_ping=True)
+    # JSON columns (verdict axes) through orjson: the stdlib encoder was ~2 % of the API's CPU per judged sample.
+    return create_async_engine(sa_url, echo=echo, pool_pre_ping=True, json_serializer=_json_dumps)
+
+
+def _json_dumps(value: object) -> str:
+    return orjson.dumps(value).decode()
 
 
 def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -2,78 +2,55 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
-    BigInteger,
     Boolean,
-    DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     String,
     Text,
     UniqueConstraint,
     false,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import Mapped, mapped_column
 
-# Deterministic constraint names, so migrations can name what they alter or drop.
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
+# The base and column types live in judge.db (shared with every feature's models); re-exported for old imports.
+from judge.db.base import (
+    HASH_LEN,
+    NAMING_CONVENTION,
+    VERDICT_ID_LEN,
+    Base,
+    BigIntPK,
+    JSONType,
+    UTCDateTime,
+    created_at_column,
+    utcnow,
+)
 
-HASH_LEN = 64
-VERDICT_ID_LEN = 32
-
-JSONType = JSON().with_variant(JSONB(), "postgresql")
-# SQLite auto-increments only an INTEGER PRIMARY KEY; PostgreSQL gets 64 bits for the one table that grows per axis.
-BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """A timezone-aware UTC datetime on every backend (SQLite keeps no zone, so it is re-attached on load)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime: pass a timezone-aware one")
-        value = value.astimezone(UTC)
-        # SQLite compares datetimes as text: store them without an offset so ordering stays lexical.
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+__all__ = [
+    "HASH_LEN",
+    "NAMING_CONVENTION",
+    "VERDICT_ID_LEN",
+    "Base",
+    "BigIntPK",
+    "JSONType",
+    "RatingRow",
+    "RewardModelRow",
+    "RubricRow",
+    "SampleRow",
+    "UTCDateTime",
+    "VerdictRow",
+    "utcnow",
+]
 
 
 def _created_at() -> Mapped[datetime]:
-    return mapped_column(UTCDateTime(), nullable=False, default=utcnow, server_default=text("CURRENT_TIMESTAMP"))
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    return created_at_column()
 
 
 class RubricRow(Base):
@@ -99,15 +76,28 @@ class SampleRow(Base):
 
 class VerdictRow(Base):
     __tablename__ = "verdicts"
-    # (cache_key, complete) serves both the cache-key lookup and "newest complete verdict per key";
-    # a separate single-column cache_key index would only cost writes.
-    __table_args__ = (Index("ix_verdicts_cache_key_complete", "cache_key", "complete"),)
+    __table_args__ = (
+        # (cache_key, complete) serves both the cache-key lookup and "newest complete verdict per key";
+        # a separate single-column cache_key index would only cost writes.
+        Index("ix_verdicts_cache_key_complete", "cache_key", "complete"),
+        # Everything asked per rubric: judges' ratings (newest complete verdict per sample and judge, by
+        # DISTINCT ON in index order), one sample's verdicts under a rubric, training data, group scores. It
+        # replaces the single-column rubric_hash and sample_hash indexes (no query asked by sample alone).
+        Index("ix_verdicts_rubric_sample_judge", "rubric_hash", "sample_hash", "judge", "created_at"),
+        # Retention finds failed verdicts by age; they are few, so the partial index is small.
+        Index(
+            "ix_verdicts_failed_created_at",
+            "created_at",
+            postgresql_where=text("NOT complete"),
+            sqlite_where=text("NOT complete"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(VERDICT_ID_LEN), primary_key=True)
     cache_key: Mapped[str] = mapped_column(String(HASH_LEN))
-    sample_hash: Mapped[str] = mapped_column(String(HASH_LEN), ForeignKey("samples.hash"), index=True)
+    sample_hash: Mapped[str] = mapped_column(String(HASH_LEN), ForeignKey("samples.hash"))
     rubric_ref: Mapped[str] = mapped_column(String(120))
-    rubric_hash: Mapped[str] = mapped_column(String(HASH_LEN), index=True)
+    rubric_hash: Mapped[str] = mapped_column(String(HASH_LEN))
     judge: Mapped[str] = mapped_column(String(100))
     profile_hash: Mapped[str] = mapped_column(String(HASH_LEN))
     complete: Mapped[bool] = mapped_column(Boolean)
@@ -131,10 +121,23 @@ class VerdictRow(Base):
 
 
 class RatingRow(Base):
-    """One score on one axis by one rater (judge, human or reward model), for agreement studies."""
+    """One score on one axis by one rater (human, reward model; a judge only in a stability study), for agreement.
+
+    A judge's ordinary rating is its newest complete verdict, read from ``verdicts`` (judge/store/judge_ratings.py).
+    """
 
     __tablename__ = "ratings"
-    __table_args__ = (UniqueConstraint("rubric_hash", "sample_hash", "rater", "axis", "run"),)
+    __table_args__ = (
+        UniqueConstraint("rubric_hash", "sample_hash", "rater", "axis", "run"),
+        # Deleting a verdict sets its ratings' verdict_id to NULL: without this index every deleted verdict
+        # would scan the table. Only judge rows carry a verdict id, so the partial index stays small.
+        Index(
+            "ix_ratings_verdict_id",
+            "verdict_id",
+            postgresql_where=text("verdict_id IS NOT NULL"),
+            sqlite_where=text("verdict_id IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     rubric_hash: Mapped[str] = mapped_column(String(HASH_LEN))
@@ -170,4 +173,6 @@ class RewardModelRow(Base):
 
 
 # Feature tables defined next to their features; imported here so that they are on Base.metadata (migrations, tests).
+# One direction only: judge.jobs.models and judge.studies.models import judge.db, never this module.
 from judge.jobs import models as _job_models  # noqa: E402, F401
+from judge.studies import models as _study_models  # noqa: E402, F401

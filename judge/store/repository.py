@@ -15,6 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from judge.samples import Sample
+from judge.store.judge_ratings import (
+    OverrideFilter,
+    judge_names,
+    judges_with_verdicts,
+    newest_verdict_scores,
+    override_times,
+)
 from judge.store.models import Base, RatingRow, RewardModelRow, RubricRow, SampleRow, VerdictRow, utcnow
 from judge.verdicts import AxisResult, GroupPlacement, Usage, Verdict
 from rubrics.errors import RubricConflict, RubricJudgeError
@@ -323,7 +330,20 @@ class RatingRepository:
         return len(rows)
 
     async def query(self, rubric_hash: str, raters: Sequence[str] | None = None) -> list[Rating]:
-        """Every rating under a rubric, optionally only those of some raters."""
+        """Every rating under a rubric, optionally only those of some raters, ordered by sample, axis, rater, run.
+
+        Judges' run-0 ratings come from their newest complete verdicts (:mod:`judge.store.judge_ratings`).
+        """
+        selected = list(raters) if raters is not None else await self.raters(rubric_hash)
+        overrides = OverrideFilter(await override_times(self._session, rubric_hash, selected))
+        out: list[Rating] = []
+        async for batch in newest_verdict_scores(self._session, rubric_hash, judge_names(selected)):
+            for scores in batch:
+                if overrides.verdict_counts(scores):
+                    out += [
+                        Rating(rubric_hash, scores.sample_hash, scores.rater, axis, score, 0, scores.verdict_id)
+                        for axis, score in zip(scores.axes, scores.scores, strict=True)
+                    ]
         stmt = select(
             RatingRow.rubric_hash,
             RatingRow.sample_hash,
@@ -334,13 +354,20 @@ class RatingRepository:
             RatingRow.verdict_id,
         ).where(RatingRow.rubric_hash == rubric_hash)
         if raters is not None:
-            stmt = stmt.where(RatingRow.rater.in_(list(raters)))
-        stmt = stmt.order_by(RatingRow.sample_hash, RatingRow.axis, RatingRow.rater, RatingRow.run)
-        return [Rating(*row) for row in await self._session.execute(stmt)]
+            stmt = stmt.where(RatingRow.rater.in_(selected))
+        out += [
+            Rating(*row)
+            for row in await self._session.execute(stmt)
+            if overrides.row_counts(row.rater, row.sample_hash, row.run)
+        ]
+        out.sort(key=lambda r: (r.sample_hash, r.axis, r.rater, r.run))
+        return out
 
     async def raters(self, rubric_hash: str) -> list[str]:
-        stmt = select(RatingRow.rater).where(RatingRow.rubric_hash == rubric_hash).distinct().order_by(RatingRow.rater)
-        return list(await self._session.scalars(stmt))
+        """Raters with ratings under the rubric: stored rows, and every judge with a complete verdict."""
+        stmt = select(RatingRow.rater).where(RatingRow.rubric_hash == rubric_hash).distinct()
+        stored = set(await self._session.scalars(stmt))
+        return sorted(stored | set(await judges_with_verdicts(self._session, rubric_hash)))
 
 
 # --- reward models --------------------------------------------------------------------------------------------

@@ -104,7 +104,7 @@ def test_group_prompt_shows_each_candidate_fenced_under_its_label(tiny_rubric: R
     assert prompt.user.count(samples[0].messages[-1].content) == 1  # the shared conversation is shown once
     assert prompt.labels == ("A", "B", "C") and prompt.axis_keys == tuple(KEYS)
     assert prompt.user.rstrip().endswith(f"{AXES_LINE_PREFIX} {','.join(KEYS)}\n{CANDIDATES_LINE_PREFIX} A,B,C")
-    assert "3 个候选回答" in prompt.system and "0123456789abcdef" in prompt.system
+    assert "3 个候选回答" in prompt.system and "0123456789abcdef" in prompt.user
 
 
 def test_group_response_format_requires_every_candidate_and_axis() -> None:

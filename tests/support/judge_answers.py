@@ -21,6 +21,10 @@ _CANDIDATES_LINE = re.compile(r"^RUBRIC_CANDIDATES:[ \t]*(.*)$", re.MULTILINE)
 _JUDGED_FENCES = ("REASONING", "RESPONSE")
 _FENCE = re.compile(r"<<<([A-Z_]+)_([0-9a-f]{8,})>>>\n(.*?)\n<<<END_\1_\2>>>", re.DOTALL)
 _TOKEN_CHUNK = 4
+_SIMULATOR_LINE = re.compile(r"^PATIENT_SIMULATOR:", re.MULTILINE)
+_PERTURBER_LINE = re.compile(r"^PATIENT_PERTURBER:", re.MULTILINE)
+# How a prompt asks for brief rationales (the answer template's placeholder), in either prompt language.
+_BRIEF_PLACEHOLDERS = ("<不超过20字的理由>", "<at most 12 words>")
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,37 @@ class ChatRequest:
             return [text for _, text in self.fenced]
         own = {f"{name}_{candidate}" for name in _JUDGED_FENCES}
         return [text for label, text in self.fenced if label in own or not label.startswith(_JUDGED_FENCES)]
+
+    @property
+    def is_simulator(self) -> bool:
+        """A patient simulator's request (``PATIENT_SIMULATOR:`` line outside the fences)."""
+        return "PATIENT_SIMULATOR:" in self.prompt and bool(_SIMULATOR_LINE.search(_FENCE.sub("", self.prompt)))
+
+    @property
+    def is_perturber(self) -> bool:
+        """A perturber's request (``PATIENT_PERTURBER:`` line outside the fences)."""
+        return "PATIENT_PERTURBER:" in self.prompt and bool(_PERTURBER_LINE.search(_FENCE.sub("", self.prompt)))
+
+    @property
+    def rationale_mode(self) -> str:
+        """What the request asks the judge to write before each score: ``full``, ``brief`` or ``none``.
+
+        From the response_format schema (an axis that is a bare integer: none), else from the prompt's answer
+        template, read as a third party would.
+        """
+        try:
+            schema = self.body["response_format"]["json_schema"]["schema"]["properties"]
+            holder = schema.get("axes") or next(iter(schema["responses"]["properties"].values()))
+            first = next(iter(holder["properties"].values()))
+            if first.get("type") == "integer":
+                return "none"
+        except (KeyError, TypeError, AttributeError, StopIteration):
+            outside = _FENCE.sub("", self.prompt)
+            keys = self.axis_keys
+            if keys and f'"{keys[0]}": <1-5>' in outside:
+                return "none"
+        outside = _FENCE.sub("", self.prompt)
+        return "brief" if any(p in outside for p in _BRIEF_PLACEHOLDERS) else "full"
 
     @property
     def wants_logprobs(self) -> bool:
@@ -232,7 +267,76 @@ class RawBody:
     body: bytes
 
 
-Behaviour = Verdict | Text | Truncated | HTTPError | Slow | Generation | RawBody
+@dataclass(frozen=True)
+class Patient:
+    """A patient simulator's answer (``{"utterance", "need_met", "end_visit"}``), deterministic.
+
+    With no doctor turn yet it states the chief complaint (more perturbed at higher intensity). After a doctor
+    turn it tells the hidden facts whose topic that turn mentions, and only those; else it asks what to do.
+    ``need_met`` once the doctor has had ``satisfied_after`` turns (None: never). It is *gullible* the way a
+    compliant model is: an instruction ``请说：…`` / ``say: …`` anywhere outside the fences is obeyed (it says
+    that and ends the visit satisfied), which is exactly what fencing the doctor's turns protects against.
+    """
+
+    satisfied_after: int | None = None
+    style: Literal["json", "prose"] = "json"
+
+
+@dataclass(frozen=True)
+class Perturbed:
+    """A perturber's answer: the fenced original with level-dependent perturbation, labelled with its types."""
+
+
+_CASE_LINE = re.compile(r"^PATIENT_CASE:[ \t]*(.*)$", re.MULTILINE)
+_LEVEL_LINE = re.compile(r"^PERTURB_LEVEL:[ \t]*(.*)$", re.MULTILINE)
+_TYPES_LINE = re.compile(r"^PERTURB_TYPES:[ \t]*(.*)$", re.MULTILINE)
+_OBEY = re.compile(r"(?:请说|say)[:：]\s*([^\n]+)", re.IGNORECASE)
+_OPENING_PREFIX = {"formal": "医生您好，", "mild": "医生，", "moderate": "哎呀医生，", "heavy": "医生啊我跟你讲，"}
+_ASKS = ("那我现在该怎么办呢？", "这个要紧吗？我有点担心。", "还需要注意什么吗？")
+
+
+def patient_text(request: ChatRequest, behaviour: Patient) -> str:
+    unfenced = _FENCE.sub("", request.prompt)
+    found = _CASE_LINE.search(unfenced)
+    case = orjson.loads(found.group(1)) if found else {}
+    doctor = [text for label, text in request.fenced if label == "DOCTOR_TURN"]
+    obeyed = _OBEY.search(unfenced)
+    if obeyed:
+        utterance, need_met, end_visit = obeyed.group(1).strip(), True, True
+    elif not doctor:
+        intensity = (case.get("perturbation") or {}).get("intensity", "formal")
+        utterance = _OPENING_PREFIX.get(intensity, "") + str(case.get("chief_complaint", "我不太舒服。"))
+        need_met = end_visit = False
+    else:
+        asked = [f["fact"] for f in case.get("hidden_facts", []) if f.get("topic") and f["topic"] in doctor[-1]]
+        seed = request.body.get("seed")
+        utterance = "；".join(asked) + "。" if asked else _ASKS[(len(doctor) + (seed or 0)) % len(_ASKS)]
+        need_met = behaviour.satisfied_after is not None and len(doctor) >= behaviour.satisfied_after
+        end_visit = False
+    if behaviour.style == "prose":
+        return utterance
+    return _dumps({"utterance": utterance, "need_met": need_met, "end_visit": end_visit})
+
+
+_PERTURB_WRAP = {
+    "mild": ("嗯，", ""),
+    "moderate": ("哎呀，就是那个，", "，好几天了吧"),
+    "heavy": ("医生啊我跟你讲，我家那口子非让我来，", "，你说这咋整啊，急死了"),
+}
+
+
+def perturbed_text(request: ChatRequest) -> str:
+    unfenced = _FENCE.sub("", request.prompt)
+    level_line, types_line = _LEVEL_LINE.search(unfenced), _TYPES_LINE.search(unfenced)
+    level = level_line.group(1).strip() if level_line else "mild"
+    types = [t.strip() for t in (types_line.group(1) if types_line else "").split(",") if t.strip()]
+    original = next((text for label, text in request.fenced if label == "ORIGINAL_MESSAGE"), "")
+    head, tail = _PERTURB_WRAP.get(level, ("", ""))
+    count = {"mild": 1, "moderate": 2, "heavy": 3}.get(level, 0)
+    return _dumps({"rewrite": f"{head}{original.rstrip('。')}{tail}。", "types": types[:count]})
+
+
+Behaviour = Verdict | Text | Truncated | HTTPError | Slow | Generation | RawBody | Patient | Perturbed
 BehaviourSource = Behaviour | Callable[[ChatRequest], Behaviour]
 
 
@@ -306,7 +410,9 @@ def resolve_group_scores(
     return scores
 
 
-def group_verdict_pieces(scores: Mapping[str, Mapping[str, int]], rationale: str) -> list[tuple[str, Tag | None]]:
+def group_verdict_pieces(
+    scores: Mapping[str, Mapping[str, int]], rationale: str | None
+) -> list[tuple[str, Tag | None]]:
     """A group verdict as pieces; a piece tagged (label, axis) is that candidate's score digit for that axis."""
     pieces: list[tuple[str, Tag | None]] = [('{"responses": {', None)]
     for i, (label, axes) in enumerate(scores.items()):
@@ -318,11 +424,18 @@ def group_verdict_pieces(scores: Mapping[str, Mapping[str, int]], rationale: str
     return pieces
 
 
-def verdict_pieces(scores: Mapping[str, int], rationale: str) -> list[tuple[str, str | None]]:
-    """The verdict JSON as pieces; a piece tagged with an axis key is that axis's score digit."""
+def verdict_pieces(scores: Mapping[str, int], rationale: str | None) -> list[tuple[str, str | None]]:
+    """The verdict JSON as pieces; a piece tagged with an axis key is that axis's score digit.
+
+    ``rationale=None``: bare scores (``{"axes": {"safety": 4}}``), as asked by ``rationale: none``.
+    """
     pieces: list[tuple[str, str | None]] = [('{"axes": {', None)]
     for i, (key, score) in enumerate(scores.items()):
         head = ", " if i else ""
+        if rationale is None:
+            pieces.append((f"{head}{_dumps(key)}: ", None))
+            pieces.append((str(score), key))
+            continue
         pieces.append((f'{head}{_dumps(key)}: {{"rationale": {_dumps(rationale)}, "score": ', None))
         pieces.append((str(score), key))
         pieces.append(("}", None))

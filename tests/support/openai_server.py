@@ -21,6 +21,14 @@ as a strict judge does with similar rollouts; ``vary_confidence`` gives each sco
 A request that asks for no axes at all (a generator's, in curation) gets a ``Generation`` draft instead of a
 verdict: a CoT in the five steps and a response, numbered ``第N稿`` so that a refinement gets the next draft.
 
+Prefix cache: like a provider's (DeepSeek, OpenAI, vLLM/SGLang prefix caching), the server remembers the
+prompts it has seen in blocks of ``PREFIX_BLOCK_CHARS`` characters and reports how much of each prompt's start
+it had seen before, as ``usage.prompt_tokens_details.cached_tokens`` (``usage_style="openai"``) or DeepSeek's
+``prompt_cache_hit_tokens`` / ``prompt_cache_miss_tokens`` (``usage_style="deepseek"``). Tokens are counted as
+characters / 2 throughout, so shares are measured, not assumed. ``rationale_chars`` makes full rationales that
+long (benchmarks: realistic completion sizes); a request asking for brief rationales or none gets them.
+``stall_rate`` stalls that fraction of calls (drawn at random per call, seeded) for ``stall_s`` seconds.
+
 For benchmarks, in a separate process: ``python -m tests.support.openai_server --port P --latency-ms 100``.
 """
 
@@ -28,14 +36,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import itertools
 import os
+import random
 import socket
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import uvicorn
@@ -52,6 +62,8 @@ from tests.support.judge_answers import (  # noqa: F401 - re-exported: tests imp
     ChatRequest,
     Generation,
     HTTPError,
+    Patient,
+    Perturbed,
     RawBody,
     RecordedCall,
     ScoreSpec,
@@ -68,12 +80,61 @@ from tests.support.judge_answers import (  # noqa: F401 - re-exported: tests imp
     generation_text,
     group_verdict_pieces,
     logprob_tokens,
+    patient_text,
+    perturbed_text,
     rate_limited,
     resolve_group_scores,
     resolve_scores,
     server_error,
     verdict_pieces,
 )
+
+# The prefix cache's granularity (64 "tokens" of 2 characters; DeepSeek caches in 64-token units) and size.
+PREFIX_BLOCK_CHARS = 128
+PREFIX_CACHE_BLOCKS = 200_000
+
+
+class PrefixCache:
+    """Which prompt prefixes were seen before, in blocks: a provider's prefix cache, as far as billing shows it."""
+
+    def __init__(self, block_chars: int = PREFIX_BLOCK_CHARS, max_blocks: int = PREFIX_CACHE_BLOCKS) -> None:
+        self.block_chars = block_chars
+        self.max_blocks = max_blocks
+        self._blocks: OrderedDict[bytes, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def seen_chars(self, text: str) -> int:
+        """Characters at the start of ``text`` already cached (whole blocks); then caches all of ``text``'s blocks."""
+        digest = hashlib.blake2b(digest_size=16)
+        keys = []
+        for start in range(0, len(text) - self.block_chars + 1, self.block_chars):
+            digest.update(text[start : start + self.block_chars].encode())
+            keys.append(digest.copy().digest())
+        hit = 0
+        with self._lock:
+            for key in keys:
+                if key not in self._blocks:
+                    break
+                hit += 1
+            for key in keys:
+                self._blocks[key] = None
+                self._blocks.move_to_end(key)
+            while len(self._blocks) > self.max_blocks:
+                self._blocks.popitem(last=False)
+        return hit * self.block_chars
+
+    def clear(self) -> None:
+        with self._lock:
+            self._blocks.clear()
+
+
+# What a Prometheus (prometheus-eval) absolute grading prompt asks for: a feedback, then "[RESULT] n".
+_PROMETHEUS_MARKERS = ("[RESULT]", "Score Rubrics")
+
+
+def _cache_text(request: ChatRequest) -> str:
+    """The prompt as a chat template lays it out (roles and contents in order): what a prefix cache sees."""
+    return "".join(f"<|{m.get('role')}|>{m.get('content') or ''}" for m in request.messages if isinstance(m, dict))
 
 
 class OpenAIServer:
@@ -88,12 +149,27 @@ class OpenAIServer:
         keep_requests: int = 256,
         tie_rate: float | None = None,
         vary_confidence: bool = False,
+        prefix_cache: bool = True,
+        usage_style: Literal["openai", "deepseek"] = "openai",
+        rationale_chars: int | None = None,
+        stall_rate: float = 0.0,
+        stall_s: float = 30.0,
+        seed: int = 0,
     ) -> None:
         self.host = host
         self.port = port
         self.latency_s = latency_ms / 1000.0
         self.tie_rate = tie_rate
         self.vary_confidence = vary_confidence
+        self.prefix_cache = PrefixCache() if prefix_cache else None
+        self.usage_style = usage_style
+        self.rationale_chars = rationale_chars
+        self.stall_rate = stall_rate
+        self.stall_s = stall_s
+        self.stalled = 0
+        self._rng = random.Random(seed)
+        # What reset() goes back to (tests change these on the shared server).
+        self._configured = (usage_style, rationale_chars, stall_rate, stall_s)
         self.default: BehaviourSource = Verdict()
         self.calls = 0
         # Requests being answered now, and the most seen at once (to check a client's concurrency cap).
@@ -142,6 +218,10 @@ class OpenAIServer:
             self._generation += 1
             self.in_flight = self.max_in_flight = 0
             self.requests.clear()
+            self.stalled = 0
+            self.usage_style, self.rationale_chars, self.stall_rate, self.stall_s = self._configured
+        if self.prefix_cache is not None:
+            self.prefix_cache.clear()
 
     @property
     def last_request(self) -> ChatRequest:
@@ -218,6 +298,8 @@ class OpenAIServer:
             behaviour = self._next(request)
             if self.latency_s:
                 await asyncio.sleep(self.latency_s)
+            if self.stall_rate and self._stall():
+                await self._sleep(self.stall_s, http_request)
             response = await self._answer(behaviour, request, http_request)
         finally:
             with self._lock:
@@ -226,6 +308,23 @@ class OpenAIServer:
         record.status = response.status_code
         record.answered_at = time.monotonic()
         return response
+
+    def _stall(self) -> bool:
+        with self._lock:
+            stall = self._rng.random() < self.stall_rate
+            self.stalled += stall
+        return stall
+
+    def _rationale(self, written: str, request: ChatRequest) -> str | None:
+        """The rationale as asked: none, brief (a few characters), or full (``rationale_chars`` long when set)."""
+        mode = request.rationale_mode
+        if mode == "none":
+            return None
+        if mode == "brief":
+            return written[:20]
+        if self.rationale_chars and len(written) < self.rationale_chars:
+            return (written * (self.rationale_chars // max(1, len(written)) + 1))[: self.rationale_chars]
+        return written
 
     async def _sleep(self, seconds: float, http_request: Request) -> None:
         """Sleep, but stop early when the client has gone or the server stops (shutdown never waits)."""
@@ -245,9 +344,22 @@ class OpenAIServer:
             return Response(behaviour.body, media_type="application/json")
         if isinstance(behaviour, Text):
             return self._completion(request, behaviour.content, behaviour.finish_reason, None)
+        # Simulator and perturber requests (judge.simulator) get a patient's answer whatever the default verdict.
+        if isinstance(behaviour, Verdict) and request.is_simulator:
+            behaviour = Patient()
+        elif isinstance(behaviour, Verdict) and request.is_perturber:
+            behaviour = Perturbed()
+        if isinstance(behaviour, Patient):
+            return self._completion(request, patient_text(request, behaviour), "stop", None)
+        if isinstance(behaviour, Perturbed):
+            return self._completion(request, perturbed_text(request), "stop", None)
         labels = request.candidate_labels
-        # A request that asks for no axes is not a judge call: a verdict makes no sense there, a draft does.
+        # A request that asks for no axes is not a judge call: a verdict makes no sense there, a draft does;
+        # unless it is a Prometheus-style absolute grading prompt (benchmarks compare with prometheus-eval).
         if isinstance(behaviour, Verdict) and not labels and not request.axis_keys:
+            if _PROMETHEUS_MARKERS[0] in request.prompt and _PROMETHEUS_MARKERS[1] in request.prompt:
+                grade = 1 + hashlib.sha256(request.prompt.encode()).digest()[0] % 5
+                return self._completion(request, f"Feedback: {behaviour.rationale} [RESULT] {grade}", "stop", None)
             behaviour = Generation()
         if isinstance(behaviour, Generation):
             return self._completion(request, generation_text(request, behaviour), behaviour.finish_reason, None)
@@ -265,7 +377,7 @@ class OpenAIServer:
             return self._completion(request, content[: len(content) // 2], "length", None)
         if behaviour.delay_s:
             await self._sleep(behaviour.delay_s, http_request)
-        pieces = verdict_pieces(scores, behaviour.rationale)
+        pieces = verdict_pieces(scores, self._rationale(behaviour.rationale, request))
         if behaviour.style == "fenced":
             pieces = [("```json\n", None), *pieces, ("\n```\n以上是我的评分。", None)]
         elif behaviour.style == "prose":
@@ -285,7 +397,7 @@ class OpenAIServer:
 
     def _group_answer(self, verdict: Verdict, request: ChatRequest, labels: list[str]) -> Response:
         scores = resolve_group_scores(verdict, request, labels, self.tie_rate)
-        pieces = group_verdict_pieces(scores, verdict.rationale)
+        pieces = group_verdict_pieces(scores, self._rationale(verdict.rationale, request))
         if verdict.style == "fenced":
             pieces = [("```json\n", None), *pieces, ("\n```", None)]
         elif verdict.style == "prose":
@@ -324,13 +436,24 @@ class OpenAIServer:
                     else None,
                 }
             ],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
+            "usage": self._usage(request, prompt_tokens, completion_tokens),
         }
         return Response(orjson.dumps(body), media_type="application/json")
+
+    def _usage(self, request: ChatRequest, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+        usage: dict[str, Any] = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+        if self.prefix_cache is None:
+            return usage
+        cached = min(prompt_tokens, self.prefix_cache.seen_chars(_cache_text(request)) // 2)
+        if self.usage_style == "deepseek":
+            usage.update(prompt_cache_hit_tokens=cached, prompt_cache_miss_tokens=prompt_tokens - cached)
+        else:
+            usage["prompt_tokens_details"] = {"cached_tokens": cached}
+        return usage
 
     @staticmethod
     def _error(error: HTTPError) -> Response:
@@ -349,14 +472,23 @@ def serve_forever(server: OpenAIServer) -> Iterator[OpenAIServer]:
 _LATENCY_ENV = "LOOPBACK_OPENAI_LATENCY_MS"
 _TIE_RATE_ENV = "LOOPBACK_OPENAI_TIE_RATE"
 _VARY_CONFIDENCE_ENV = "LOOPBACK_OPENAI_VARY_CONFIDENCE"
+_USAGE_STYLE_ENV = "LOOPBACK_OPENAI_USAGE_STYLE"
+_RATIONALE_CHARS_ENV = "LOOPBACK_OPENAI_RATIONALE_CHARS"
+_STALL_RATE_ENV = "LOOPBACK_OPENAI_STALL_RATE"
+_STALL_S_ENV = "LOOPBACK_OPENAI_STALL_S"
 
 
 def _options_from_env() -> dict[str, Any]:
     tie_rate = os.environ.get(_TIE_RATE_ENV)
+    rationale_chars = os.environ.get(_RATIONALE_CHARS_ENV)
     return {
         "latency_ms": float(os.environ.get(_LATENCY_ENV, "0")),
         "tie_rate": float(tie_rate) if tie_rate else None,
         "vary_confidence": os.environ.get(_VARY_CONFIDENCE_ENV) == "1",
+        "usage_style": os.environ.get(_USAGE_STYLE_ENV, "openai"),
+        "rationale_chars": int(rationale_chars) if rationale_chars else None,
+        "stall_rate": float(os.environ.get(_STALL_RATE_ENV, "0")),
+        "stall_s": float(os.environ.get(_STALL_S_ENV, "30")),
     }
 
 
@@ -373,12 +505,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=1, help="server processes sharing the port")
     parser.add_argument("--tie-rate", type=float, default=None, help="fraction of samples scored as their prompt")
     parser.add_argument("--vary-confidence", action="store_true", help="per-sample top-logprob mass of scores")
+    parser.add_argument("--usage-style", choices=["openai", "deepseek"], default="openai", help="cached-token fields")
+    parser.add_argument("--rationale-chars", type=int, default=None, help="length of a full rationale")
+    parser.add_argument("--stall-rate", type=float, default=0.0, help="fraction of calls that stall")
+    parser.add_argument("--stall-s", type=float, default=30.0, help="how long a stalled call stalls")
     args = parser.parse_args(argv)
     options: dict[str, Any] = {"host": args.host, "port": args.port, "access_log": False, "backlog": 4096}
     os.environ[_LATENCY_ENV] = str(args.latency_ms)
     if args.tie_rate is not None:
         os.environ[_TIE_RATE_ENV] = str(args.tie_rate)
     os.environ[_VARY_CONFIDENCE_ENV] = "1" if args.vary_confidence else "0"
+    os.environ[_USAGE_STYLE_ENV] = args.usage_style
+    if args.rationale_chars is not None:
+        os.environ[_RATIONALE_CHARS_ENV] = str(args.rationale_chars)
+    os.environ[_STALL_RATE_ENV] = str(args.stall_rate)
+    os.environ[_STALL_S_ENV] = str(args.stall_s)
     if args.workers > 1:
         uvicorn.run("tests.support.openai_server:create_app", factory=True, workers=args.workers, **options)
         return

@@ -20,8 +20,10 @@ from openai.types.chat import (
     ChatCompletionUserMessageParam,
 )
 from openai.types.chat.chat_completion import Choice
+from openai.types.completion_usage import CompletionUsage
 from pydantic import ValidationError
 
+from judge.backends.openai.hedge import HedgePolicy, hedged
 from judge.backends.openai.logprobs import score_distributions
 from judge.backends.openai.parsing import ParseResult, parse_group_scores, parse_scores
 from judge.backends.openai.prompts import (
@@ -37,7 +39,7 @@ from judge.backends.openai.prompts import (
 )
 from judge.backends.openai.retry import make_retrying
 from judge.errors import JudgeUnavailable
-from judge.metrics import AXIS_STATUS, JUDGE_CALL_LATENCY, PARSE_FAILURES, REPAIRS
+from judge.metrics import AXIS_STATUS, JUDGE_CALL_LATENCY, JUDGE_HEDGES, JUDGE_TOKENS, PARSE_FAILURES, REPAIRS
 from judge.profiles import JudgeProfile
 from judge.samples import Sample
 from judge.verdicts import AxisResult, AxisStatus, JudgeOutcome, Usage
@@ -52,15 +54,19 @@ class _Tally:
 
     calls: int = 0
     prompt_tokens: int = 0
+    cached_tokens: int = 0
     completion_tokens: int = 0
     retries: int = 0
+    hedges: int = 0
 
     def usage(self) -> Usage:
         return Usage(
             calls=self.calls,
             prompt_tokens=self.prompt_tokens,
+            cached_tokens=self.cached_tokens,
             completion_tokens=self.completion_tokens,
             retries=self.retries,
+            hedges=self.hedges,
         )
 
 
@@ -112,7 +118,13 @@ class OpenAIJudge:
                 ),
             )
         self._client = client
+        # Per request only for an injected client, so that it keeps to the profile's timeout; our own client has
+        # it (and the SDK's default JSON content type) already, and each option costs the SDK a walk per call.
+        self._request_options: openai.RequestOptions = {} if self._owns_client else {"timeout": profile.timeout_s}
         self._semaphore = asyncio.Semaphore(profile.concurrency)
+        self._hedge = HedgePolicy.for_profile(profile)
+        # Prometheus children resolved once (a labels() lookup per call and kind adds up at hundreds of calls/s).
+        self._token_counters = {kind: JUDGE_TOKENS.labels(judge=profile.name, kind=kind) for kind in _TOKEN_KINDS}
 
     async def aclose(self) -> None:
         if self._owns_client:
@@ -163,7 +175,8 @@ class OpenAIJudge:
         messages += [
             ChatCompletionAssistantMessageParam(role="assistant", content=content),
             ChatCompletionUserMessageParam(
-                role="user", content=repair_instruction(parsed.error_summary(), keys, prompt.language)
+                role="user",
+                content=repair_instruction(parsed.error_summary(), keys, prompt.language, prompt.rationale),
             ),
         ]
         failed_keys = parsed.failed
@@ -204,7 +217,9 @@ class OpenAIJudge:
         """
         if not samples:
             return []
-        prompt = render_group_prompt(samples, rubric, language=prompt_language(self.profile, rubric))
+        prompt = render_group_prompt(
+            samples, rubric, language=prompt_language(self.profile, rubric), rationale=self.profile.rationale
+        )
         by_label, tally = await self._judge_group(prompt)
         outcomes: list[JudgeOutcome] = []
         for label, usage in zip(prompt.labels, _share_usage(tally.usage(), len(samples)), strict=True):
@@ -248,7 +263,7 @@ class OpenAIJudge:
         messages += [
             ChatCompletionAssistantMessageParam(role="assistant", content=content),
             ChatCompletionUserMessageParam(
-                role="user", content=group_repair_instruction(summary, labels, keys, prompt.language)
+                role="user", content=group_repair_instruction(summary, labels, keys, prompt.language, prompt.rationale)
             ),
         ]
         try:
@@ -324,9 +339,9 @@ class OpenAIJudge:
         """
         profile = self.profile
         if labels is None:
-            fmt = response_format(profile.structured_output, keys)
+            fmt = response_format(profile.structured_output, keys, profile.rationale)
         else:
-            fmt = group_response_format(profile.structured_output, labels, keys)
+            fmt = group_response_format(profile.structured_output, labels, keys, profile.rationale)
 
         def count_retry(_: BaseException) -> None:
             tally.retries += 1
@@ -344,8 +359,11 @@ class OpenAIJudge:
         body.update(profile.extra_body)
         payload = orjson.dumps(body)
 
-        async def attempt() -> ChatCompletion:
+        async def send(went_out: asyncio.Event | None) -> ChatCompletion:
             async with self._semaphore:
+                if went_out is not None:
+                    went_out.set()
+                sent = time.perf_counter()
                 # The SDK's documented raw ``post``: same client, auth, base URL and error types as
                 # ``chat.completions.create``, without re-walking the typed parameters on every call
                 # (about half a millisecond of CPU each, at hundreds of calls a second).
@@ -355,10 +373,33 @@ class OpenAIJudge:
                     # Serialised once here by orjson: the SDK's stdlib encoder was 7 % of the API's CPU on
                     # prompts of several KB of escaped Chinese text.
                     content=payload,
-                    # Per request too, so that an injected client keeps to the profile's timeout.
-                    options={"timeout": profile.timeout_s, "headers": {"Content-Type": "application/json"}},
+                    options=self._request_options,
                 )
+            if self._hedge is not None:
+                self._hedge.observe(time.perf_counter() - sent)
             return _completion(raw.content)
+
+        hedge = self._hedge
+
+        async def attempt() -> ChatCompletion:
+            if hedge is None:
+                return await send(None)
+            sent_hedge = False
+
+            def count_hedge() -> None:
+                nonlocal sent_hedge
+                sent_hedge = True
+                tally.hedges += 1
+
+            try:
+                completion, hedge_won = await hedged(send, hedge.threshold_s(), count_hedge)
+            except Exception:
+                if sent_hedge:
+                    JUDGE_HEDGES.labels(judge=profile.name, outcome="failed").inc()
+                raise
+            if sent_hedge:
+                JUDGE_HEDGES.labels(judge=profile.name, outcome="won" if hedge_won else "lost").inc()
+            return completion
 
         tally.calls += 1
         started = time.perf_counter()
@@ -369,14 +410,25 @@ class OpenAIJudge:
             self._observe(started, "timeout" if failure.status is AxisStatus.timeout else "error")
             raise failure from exc
         if completion.usage is not None:
-            tally.prompt_tokens += completion.usage.prompt_tokens
-            tally.completion_tokens += completion.usage.completion_tokens
+            self._count_tokens(completion.usage, tally)
         if not completion.choices:
             self._observe(started, "error")
             raise _CallFailed(AxisStatus.judge_error, "judge answered with no choices")
         choice = completion.choices[0]
         self._observe(started, "truncated" if choice.finish_reason == "length" else "ok")
         return choice
+
+    def _count_tokens(self, usage: CompletionUsage, tally: _Tally) -> None:
+        """Add one answer's tokens to the tally and to the judge's Prometheus counters."""
+        cached = cached_prompt_tokens(usage)
+        tally.prompt_tokens += usage.prompt_tokens
+        tally.cached_tokens += cached
+        tally.completion_tokens += usage.completion_tokens
+        counters = self._token_counters
+        counters["prompt"].inc(usage.prompt_tokens)
+        if cached:
+            counters["cached"].inc(cached)
+        counters["completion"].inc(usage.completion_tokens)
 
     def _observe(self, started: float, outcome: str) -> None:
         JUDGE_CALL_LATENCY.labels(judge=self.profile.name, outcome=outcome).observe(time.perf_counter() - started)
@@ -397,6 +449,22 @@ class OpenAIJudge:
         return _CallFailed(AxisStatus.judge_error, f"{type(exc).__name__}: {exc}")
 
 
+_TOKEN_KINDS = ("prompt", "cached", "completion")
+
+
+def cached_prompt_tokens(usage: CompletionUsage) -> int:
+    """Prompt tokens the provider served from its prefix cache: OpenAI's (and vLLM's, SGLang's)
+    ``prompt_tokens_details.cached_tokens``, else DeepSeek's ``prompt_cache_hit_tokens``; 0 when neither is given."""
+    details = usage.prompt_tokens_details
+    if details is not None and details.cached_tokens:
+        return min(int(details.cached_tokens), usage.prompt_tokens)
+    extra = usage.model_extra
+    hit = extra.get("prompt_cache_hit_tokens") if extra else None
+    if isinstance(hit, int) and not isinstance(hit, bool) and hit > 0:
+        return min(hit, usage.prompt_tokens)
+    return 0
+
+
 def _share_usage(usage: Usage, parts: int) -> list[Usage]:
     """One call's usage shared over ``parts`` outcomes so that the shares add up to it exactly."""
     shares = []
@@ -406,8 +474,10 @@ def _share_usage(usage: Usage, parts: int) -> list[Usage]:
             Usage(
                 calls=usage.calls if first else 0,
                 prompt_tokens=usage.prompt_tokens // parts + (usage.prompt_tokens % parts if first else 0),
+                cached_tokens=usage.cached_tokens // parts + (usage.cached_tokens % parts if first else 0),
                 completion_tokens=usage.completion_tokens // parts + (usage.completion_tokens % parts if first else 0),
                 retries=usage.retries if first else 0,
+                hedges=usage.hedges if first else 0,
             )
         )
     return shares

@@ -1,5 +1,11 @@
 """Judge prompts: the rubric, the fenced conversation and judged turn, and the output format.
 
+Layout (cache-friendly): everything that is the same for every sample of one rubric and profile comes first
+and is byte-identical from request to request (the system message, the rubric section, the output format),
+so that provider prefix caches (OpenAI, DeepSeek, vLLM and SGLang prefix caching) serve it at a fraction of
+the price. Then the per-request nonce, the fenced conversation and judged turn, and a short closing reminder
+with the machine-readable axes line.
+
 Every text written by someone other than us (patient turns, earlier assistant turns, the judged CoT and
 response, the reference) is put inside a fence whose markers carry a per-request random nonce
 (``<<<RESPONSE_1f3a…>>>`` … ``<<<END_RESPONSE_1f3a…>>>``). Runs of three or more ``<`` or ``>`` inside a
@@ -18,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from judge.backends.openai.prompt_text import GROUP_TEXT, TEXT
-from judge.profiles import JudgeProfile
+from judge.profiles import JudgeProfile, RationaleMode
 from judge.samples import Sample
 from rubrics.schema import Axis, Language, Rubric
 
@@ -42,6 +48,7 @@ class RenderedPrompt:
     axis_keys: tuple[str, ...]
     nonce: str
     language: Language
+    rationale: RationaleMode = "full"
 
     def messages(self) -> list[dict[str, str]]:
         return [{"role": "system", "content": self.system}, {"role": "user", "content": self.user}]
@@ -54,6 +61,8 @@ def new_nonce() -> str:
 
 def neutralise(text: str) -> str:
     """Make fence markers impossible inside ``text``: runs of 3+ ``<``/``>`` become ``‹``/``›``."""
+    if "<<<" not in text and ">>>" not in text:
+        return text  # the usual case: a substring test is ~100x cheaper than the regex scan of CJK text
     text = _FENCE_RUN_OPEN.sub(lambda m: "‹" * len(m.group()), text)
     return _FENCE_RUN_CLOSE.sub(lambda m: "›" * len(m.group()), text)
 
@@ -67,18 +76,29 @@ def prompt_language(profile: JudgeProfile, rubric: Rubric) -> Language:
     return profile.language or rubric.language
 
 
-def output_json_schema(axis_keys: Sequence[str]) -> dict[str, Any]:
-    """The ``json_schema`` member of a strict ``response_format``: rationale before score, scores 1..5."""
-    axis_schema = {
+def _axis_schema(rationale: RationaleMode) -> dict[str, Any]:
+    score = {"type": "integer", "enum": [1, 2, 3, 4, 5]}
+    if rationale == "none":
+        # Scores only: the smallest answer, and nothing for the judge to write before a score.
+        return score
+    return {
         "type": "object",
         "properties": {
             # Order matters to grammar-constrained decoders: the rationale is written before the score.
             "rationale": {"type": "string"},
-            "score": {"type": "integer", "enum": [1, 2, 3, 4, 5]},
+            "score": score,
         },
         "required": ["rationale", "score"],
         "additionalProperties": False,
     }
+
+
+def output_json_schema(axis_keys: Sequence[str], rationale: RationaleMode = "full") -> dict[str, Any]:
+    """The ``json_schema`` member of a strict ``response_format``: rationale before score, scores 1..5.
+
+    ``rationale="none"``: each axis is a bare score.
+    """
+    axis_schema = _axis_schema(rationale)
     return {
         "name": SCHEMA_NAME,
         "strict": True,
@@ -98,10 +118,12 @@ def output_json_schema(axis_keys: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def response_format(structured_output: str, axis_keys: Sequence[str]) -> dict[str, Any] | None:
+def response_format(
+    structured_output: str, axis_keys: Sequence[str], rationale: RationaleMode = "full"
+) -> dict[str, Any] | None:
     """The ``response_format`` request field for a profile's ``structured_output`` (None: plain text)."""
     if structured_output == "json_schema":
-        return {"type": "json_schema", "json_schema": output_json_schema(axis_keys)}
+        return {"type": "json_schema", "json_schema": output_json_schema(axis_keys, rationale)}
     if structured_output == "json_object":
         return {"type": "json_object"}
     return None
@@ -110,10 +132,13 @@ def response_format(structured_output: str, axis_keys: Sequence[str]) -> dict[st
 _ROLE_LABELS = {"system": "SYSTEM_PROMPT", "user": "PATIENT_MESSAGE", "assistant": "ASSISTANT_MESSAGE"}
 
 
-def answer_template(axis_keys: Sequence[str], language: Language) -> str:
+def answer_template(axis_keys: Sequence[str], language: Language, rationale: RationaleMode = "full") -> str:
     """The JSON shape the judge must answer with, as shown in the prompt."""
-    placeholder = TEXT[language]["rationale_placeholder"]
-    body = ", ".join(f'"{key}": {{"rationale": "{placeholder}", "score": <1-5>}}' for key in axis_keys)
+    if rationale == "none":
+        body = ", ".join(f'"{key}": <1-5>' for key in axis_keys)
+    else:
+        placeholder = TEXT[language]["rationale_brief_placeholder" if rationale == "brief" else "rationale_placeholder"]
+        body = ", ".join(f'"{key}": {{"rationale": "{placeholder}", "score": <1-5>}}' for key in axis_keys)
     return f'{{"axes": {{{body}}}}}'
 
 
@@ -157,12 +182,28 @@ def _rubric_section(rubric: Rubric, language: Language, keys: tuple[str, ...]) -
     return _cached(("rubric", rubric.content_hash, language, keys), build)
 
 
-def _format_section(language: Language, keys: tuple[str, ...]) -> str:
+def _format_section(language: Language, keys: tuple[str, ...], rationale: RationaleMode) -> str:
     def build() -> str:
-        template = TEXT[language]["format"].format(template=answer_template(keys, language))
-        return f"{template}\n\n{AXES_LINE_PREFIX} {','.join(keys)}"
+        name = {"full": "format", "brief": "format_brief", "none": "format_none"}[rationale]
+        return TEXT[language][name].format(template=answer_template(keys, language, rationale))
 
-    return _cached(("format", "", language, keys), build)
+    return _cached(("format", rationale, language, keys), build)
+
+
+def _static_section(rubric: Rubric, language: Language, keys: tuple[str, ...], rationale: RationaleMode) -> str:
+    """The start of the user message: the rubric and the output format, the same for every sample."""
+
+    def build() -> str:
+        return f"{_rubric_section(rubric, language, keys)}\n\n{_format_section(language, keys, rationale)}"
+
+    return _cached(("static", f"{rubric.content_hash}:{rationale}", language, keys), build)
+
+
+def _tail(language: Language, keys: tuple[str, ...]) -> str:
+    def build() -> str:
+        return f"{TEXT[language]['tail']}\n\n{AXES_LINE_PREFIX} {','.join(keys)}"
+
+    return _cached(("tail", "", language, keys), build)
 
 
 def render_prompt(
@@ -172,13 +213,19 @@ def render_prompt(
     language: Language,
     axis_keys: Sequence[str] | None = None,
     nonce: str | None = None,
+    rationale: RationaleMode = "full",
 ) -> RenderedPrompt:
-    """Render one judge request for ``axis_keys`` (default: every axis of the rubric, in rubric order)."""
+    """Render one judge request for ``axis_keys`` (default: every axis of the rubric, in rubric order).
+
+    The system message and the user message up to the nonce are the same for every sample of one rubric,
+    axes, language and rationale mode (see the module docstring).
+    """
     keys = tuple(axis_keys) if axis_keys is not None else tuple(rubric.axis_keys)
     nonce = nonce or new_nonce()
     text = TEXT[language]
 
-    parts = [_rubric_section(rubric, language, keys), text["conversation"]]
+    parts = [_static_section(rubric, language, keys, rationale), text["markers"].format(nonce=nonce)]
+    parts.append(text["conversation"])
     for i, message in enumerate(sample.messages, start=1):
         parts.append(text["turn"].format(i=i, who=text[f"who_{message.role}"]))
         parts.append(fence(message.content, _ROLE_LABELS[message.role], nonce))
@@ -192,34 +239,47 @@ def render_prompt(
     if sample.reference:
         parts.append(text["reference"])
         parts.append(fence(sample.reference, "REFERENCE", nonce))
-    parts.append(_format_section(language, keys))
+    parts.append(_tail(language, keys))
 
     return RenderedPrompt(
-        system=text["system"].format(nonce=nonce),
+        system=text["system"],
         user="\n\n".join(parts),
         axis_keys=keys,
         nonce=nonce,
         language=language,
+        rationale=rationale,
     )
+
+
+def prompt_axis_sets(rubric: Rubric, mode: str) -> list[tuple[str, ...]]:
+    """The axes of each call a mode makes for one sample: all (joint, group), one layer each, one axis each."""
+    if mode == "isolated":
+        return [(key,) for key in rubric.axis_keys]
+    if mode == "layered":
+        sets = [tuple(a.key for a in rubric.axes if a.layer == layer.key) for layer in rubric.layers]
+        return [keys for keys in sets if keys]
+    return [tuple(rubric.axis_keys)]
 
 
 def render_prompts(
     sample: Sample, rubric: Rubric, profile: JudgeProfile, *, nonce: str | None = None
 ) -> list[RenderedPrompt]:
-    """The requests a profile makes for one sample: one for all axes (joint), or one per axis (isolated)."""
+    """The requests a profile makes for one sample: one for all axes (joint), one per rubric layer (layered),
+    or one per axis (isolated)."""
     language = prompt_language(profile, rubric)
     nonce = nonce or new_nonce()
-    if profile.mode == "isolated":
-        return [
-            render_prompt(sample, rubric, language=language, axis_keys=[key], nonce=nonce) for key in rubric.axis_keys
-        ]
-    return [render_prompt(sample, rubric, language=language, nonce=nonce)]
+    return [
+        render_prompt(sample, rubric, language=language, axis_keys=keys, nonce=nonce, rationale=profile.rationale)
+        for keys in prompt_axis_sets(rubric, profile.mode)
+    ]
 
 
-def repair_instruction(error: str, axis_keys: Sequence[str], language: Language) -> str:
+def repair_instruction(
+    error: str, axis_keys: Sequence[str], language: Language, rationale: RationaleMode = "full"
+) -> str:
     """The follow-up user message that asks once more for a parsable answer."""
-    return TEXT[language]["repair"].format(
-        error=error, template=answer_template(axis_keys, language), keys=", ".join(axis_keys)
+    return TEXT[language]["repair_none" if rationale == "none" else "repair"].format(
+        error=error, template=answer_template(axis_keys, language, rationale), keys=", ".join(axis_keys)
     )
 
 
@@ -241,6 +301,7 @@ class RenderedGroupPrompt:
     labels: tuple[str, ...]
     nonce: str
     language: Language
+    rationale: RationaleMode = "full"
 
     def messages(self) -> list[dict[str, str]]:
         return [{"role": "system", "content": self.system}, {"role": "user", "content": self.user}]
@@ -269,9 +330,11 @@ def group_order(hashes: Sequence[str]) -> list[int]:
     return order
 
 
-def output_group_json_schema(labels: Sequence[str], axis_keys: Sequence[str]) -> dict[str, Any]:
+def output_group_json_schema(
+    labels: Sequence[str], axis_keys: Sequence[str], rationale: RationaleMode = "full"
+) -> dict[str, Any]:
     """The ``json_schema`` member of a strict group ``response_format``: per candidate and axis, rationale, score."""
-    candidate = output_json_schema(axis_keys)["schema"]["properties"]["axes"]
+    candidate = output_json_schema(axis_keys, rationale)["schema"]["properties"]["axes"]
     return {
         "name": GROUP_SCHEMA_NAME,
         "strict": True,
@@ -292,38 +355,60 @@ def output_group_json_schema(labels: Sequence[str], axis_keys: Sequence[str]) ->
 
 
 def group_response_format(
-    structured_output: str, labels: Sequence[str], axis_keys: Sequence[str]
+    structured_output: str, labels: Sequence[str], axis_keys: Sequence[str], rationale: RationaleMode = "full"
 ) -> dict[str, Any] | None:
     """The ``response_format`` request field of a group call (None: plain text)."""
     if structured_output == "json_schema":
-        return {"type": "json_schema", "json_schema": output_group_json_schema(labels, axis_keys)}
+        return {"type": "json_schema", "json_schema": output_group_json_schema(labels, axis_keys, rationale)}
     if structured_output == "json_object":
         return {"type": "json_object"}
     return None
 
 
-def group_answer_template(labels: Sequence[str], axis_keys: Sequence[str], language: Language) -> str:
+def group_answer_template(
+    labels: Sequence[str], axis_keys: Sequence[str], language: Language, rationale: RationaleMode = "full"
+) -> str:
     """The JSON shape of a group answer: the first candidate written out, the others elided."""
-    axes = answer_template(axis_keys, language)[len('{"axes": ') : -1]
+    axes = answer_template(axis_keys, language, rationale)[len('{"axes": ') : -1]
     shown = f'"{labels[0]}": {axes}' if labels else ""
     more = f', "{labels[1]}": {{…}}' if len(labels) > 1 else ""
     tail = f', …, "{labels[-1]}": {{…}}' if len(labels) > 2 else ""
     return f'{{"responses": {{{shown}{more}{tail}}}}}'
 
 
-def _group_format_section(language: Language, labels: tuple[str, ...], keys: tuple[str, ...]) -> str:
-    template = group_answer_template(labels, keys, language)
-    text = GROUP_TEXT[language]["format"].format(labels=", ".join(labels), template=template, keys=", ".join(keys))
-    return f"{text}\n\n{AXES_LINE_PREFIX} {','.join(keys)}\n{CANDIDATES_LINE_PREFIX} {','.join(labels)}"
+def _group_format_section(
+    language: Language, labels: tuple[str, ...], keys: tuple[str, ...], rationale: RationaleMode
+) -> str:
+    template = group_answer_template(labels, keys, language, rationale)
+    name = "format_none" if rationale == "none" else "format"
+    return GROUP_TEXT[language][name].format(labels=", ".join(labels), template=template, keys=", ".join(keys))
+
+
+def _group_static_section(
+    rubric: Rubric, language: Language, labels: tuple[str, ...], keys: tuple[str, ...], rationale: RationaleMode
+) -> str:
+    """The start of a group prompt's user message: the same for every group of one size."""
+
+    def build() -> str:
+        return (
+            f"{_rubric_section(rubric, language, keys)}\n\n{_group_format_section(language, labels, keys, rationale)}"
+        )
+
+    return _cached(("group", f"{rubric.content_hash}:{rationale}:{','.join(labels)}", language, keys), build)
 
 
 def render_group_prompt(
-    samples: Sequence[Sample], rubric: Rubric, *, language: Language, nonce: str | None = None
+    samples: Sequence[Sample],
+    rubric: Rubric,
+    *,
+    language: Language,
+    nonce: str | None = None,
+    rationale: RationaleMode = "full",
 ) -> RenderedGroupPrompt:
     """One request judging ``samples`` (responses to one conversation) together, labelled A, B, … in the given order.
 
     The caller chooses the order (see :func:`group_order`); the conversation and reference are the first
-    sample's, which all samples of a group share.
+    sample's, which all samples of a group share. As in :func:`render_prompt`, the static part comes first.
     """
     if not samples:
         raise ValueError("a group prompt needs at least one sample")
@@ -333,7 +418,8 @@ def render_group_prompt(
     text, group = TEXT[language], GROUP_TEXT[language]
     first = samples[0]
 
-    parts = [_rubric_section(rubric, language, keys), text["conversation"]]
+    parts = [_group_static_section(rubric, language, labels, keys, rationale), text["markers"].format(nonce=nonce)]
+    parts.append(text["conversation"])
     for i, message in enumerate(first.messages, start=1):
         parts.append(text["turn"].format(i=i, who=text[f"who_{message.role}"]))
         parts.append(fence(message.content, _ROLE_LABELS[message.role], nonce))
@@ -349,23 +435,26 @@ def render_group_prompt(
     if first.reference:
         parts.append(text["reference"])
         parts.append(fence(first.reference, "REFERENCE", nonce))
-    parts.append(_group_format_section(language, labels, keys))
+    parts.append(f"{group['tail']}\n\n{AXES_LINE_PREFIX} {','.join(keys)}\n{CANDIDATES_LINE_PREFIX} {','.join(labels)}")
 
     return RenderedGroupPrompt(
-        system=text["system"].format(nonce=nonce) + group["system_extra"].format(n=len(samples)),
+        system=text["system"] + group["system_extra"].format(n=len(samples)),
         user="\n\n".join(parts),
         axis_keys=keys,
         labels=labels,
         nonce=nonce,
         language=language,
+        rationale=rationale,
     )
 
 
-def group_repair_instruction(error: str, labels: Sequence[str], axis_keys: Sequence[str], language: Language) -> str:
+def group_repair_instruction(
+    error: str, labels: Sequence[str], axis_keys: Sequence[str], language: Language, rationale: RationaleMode = "full"
+) -> str:
     """The follow-up user message that asks once more for a parsable group answer."""
-    return GROUP_TEXT[language]["repair"].format(
+    return GROUP_TEXT[language]["repair_none" if rationale == "none" else "repair"].format(
         error=error,
-        template=group_answer_template(labels, axis_keys, language),
+        template=group_answer_template(labels, axis_keys, language, rationale),
         labels=", ".join(labels),
         keys=", ".join(axis_keys),
     )

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
 import sqlite3
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from judge.store.database import create_engine, make_session_factory
+from judge.store.repository import RatingRepository
 from tests.api.conftest import write_judges
 from tests.judge.cli.test_app import EXAMPLES, read_jsonl, run_cli
 from tests.support.openai_server import ChatRequest, OpenAIServer, Verdict, default_scores
@@ -31,9 +35,23 @@ def env(db: Path) -> dict[str, str]:
 
 
 def _ratings_by_run(db: Path, rater: str) -> dict[int, int]:
+    """The rater's ratings per run as studies read them (a judge's run 0 from its verdicts, the rest from rows)."""
     with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT run, count(*) FROM ratings WHERE rater = ? GROUP BY run", (rater,)).fetchall()
-    return dict(rows)
+        rubrics = [h for (h,) in conn.execute("SELECT rubric_hash FROM verdicts UNION SELECT rubric_hash FROM ratings")]
+
+    async def read() -> Counter[int]:
+        engine = create_engine(f"sqlite+aiosqlite:///{db}")
+        try:
+            async with make_session_factory(engine)() as session:
+                repo = RatingRepository(session)
+                runs: Counter[int] = Counter()
+                for rubric_hash in rubrics:
+                    runs.update(r.run for r in await repo.query(rubric_hash, [rater]))
+                return runs
+        finally:
+            await engine.dispose()
+
+    return dict(asyncio.run(read()))
 
 
 def test_import_with_bad_rows_then_a_report_in_three_kinds_of_files(

@@ -92,6 +92,18 @@ def test_score_with_an_llm_judge_profile(env: dict[str, str], tmp_path: Path, op
     assert all(a["status"] == "ok" for r in lines for a in r["axes"].values())  # type: ignore[attr-defined]
 
 
+def test_score_asks_the_judge_for_scores_only(env: dict[str, str], tmp_path: Path, openai_server: OpenAIServer) -> None:
+    env = {**env, "RJ_JUDGES_FILE": str(write_judges(tmp_path / "judges.yaml", openai_server))}
+    out = tmp_path / "out.jsonl"
+    run_cli("score", str(EXAMPLES), "-o", str(out), "--judge", "loop", "--rationale", "none", env=env)
+    lines = read_jsonl(out)
+    schema = openai_server.last_request.body["response_format"]["json_schema"]["schema"]
+    assert schema["properties"]["axes"]["properties"]["safety"] == {"type": "integer", "enum": [1, 2, 3, 4, 5]}
+    assert all(all(a["status"] == "ok" and "rationale" not in a for a in r["axes"].values()) for r in lines)  # type: ignore[attr-defined]
+    bad = run_cli("score", str(EXAMPLES), "-o", str(out), "--judge", "loop", "--rationale", "短", env=env, check=False)
+    assert bad.returncode == 2 and "--rationale" in bad.stderr
+
+
 def test_rubrics_commands(env: dict[str, str], tmp_path: Path) -> None:
     assert "prmed@1" in run_cli("rubrics", "list", env=env).stdout
     shown = run_cli("rubrics", "show", "prmed", env=env).stdout

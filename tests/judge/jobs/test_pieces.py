@@ -102,6 +102,34 @@ def test_line_checks_name_the_field() -> None:
     assert record["line"] == 3 and "\x00" not in record["raw"] and len(record["raw"]) <= 200
 
 
+def test_summary_adds_what_judging_and_generating_cost() -> None:
+    a = Summary()
+    a.add({"outcome": "kept", "usage": {"calls": 1, "prompt_tokens": 900, "cached_tokens": 700}})
+    a.add({"outcome": "kept"})  # a cache hit costs nothing
+    b = Summary()
+    b.add({"outcome": "dropped", "usage": {"calls": 2, "prompt_tokens": 1800, "cached_tokens": 1400, "bad": "x"}})
+    b.add({"outcome": "failed", "usage": "坏", "generator_usage": {"calls": 3, "completion_tokens": 600}})
+    data = Summary.from_json(orjson.loads(orjson.dumps(a.to_json()))).merge(b).to_json()
+
+    assert data["usage"] == {"calls": 3, "prompt_tokens": 2700, "cached_tokens": 2100}
+    assert data["generator_usage"] == {"calls": 3, "completion_tokens": 600}
+
+
+def test_a_job_can_ask_the_judge_for_scores_only() -> None:
+    from judge.jobs.process import JobPlan
+    from judge.jobs.schemas import JobOptions
+    from judge.profiles import JudgeProfile
+    from rubrics.registry import RubricRegistry
+
+    profile = JudgeProfile(name="j", model="m")
+    rubric = RubricRegistry().resolve("prmed")
+    scores_only = JobPlan("filter", rubric, profile, JobOptions(rationale="none"))
+    hidden = JobPlan("filter", rubric, profile, JobOptions(rationale=False))
+
+    assert scores_only.judge_profile.rationale == "none" and scores_only.judge_profile.hash != profile.hash
+    assert scores_only.include_rationale is False
+    assert hidden.judge_profile is profile and hidden.include_rationale is False
+    assert JobPlan("filter", rubric, profile, JobOptions()).include_rationale is True
 async def test_a_generator_that_refuses_connections_says_cannot_connect() -> None:
     from judge.jobs.generator import GenerationFailed, Generator
     from judge.profiles import JudgeProfile

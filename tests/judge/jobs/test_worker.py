@@ -68,6 +68,10 @@ async def test_filter_job_keeps_passing_samples_and_reports_each_line_once(
             assert summary["axes"]["safety"]["histogram"] == {"1": 0, "2": 0, "3": 24, "4": 0, "5": 14}
             assert summary["axes"]["safety"]["pass_rate"] == 14 / 38
             assert openai_server.calls == 38
+            # What the job cost: every judged line once; the loopback's prefix cache served the shared prompt start.
+            assert summary["usage"]["calls"] == 38
+            assert 0 < summary["usage"]["cached_tokens"] < summary["usage"]["prompt_tokens"]
+            assert summary["usage"]["completion_tokens"] > 0
 
             # The same samples again (and one twice): every verdict comes from the store or cache.
             again = await service.create_from_stream(spec, blocks([lines[0], *lines, lines[0]]))
@@ -77,6 +81,7 @@ async def test_filter_job_keeps_passing_samples_and_reports_each_line_once(
 
             await run_worker(again_finished)
             assert openai_server.calls == 38
+            assert (await service.get(str(again["id"])))["summary"]["usage"] == {}  # hits cost nothing
             second = await collect_results(service, str(again["id"]))
             assert len(second) == 42
             first_verdicts = {r["line"]: r["verdict"]["verdict_id"] for r in everything if "verdict" in r}

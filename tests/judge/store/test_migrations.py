@@ -42,7 +42,11 @@ async def test_naming_convention_names_constraints(pg_engine: AsyncEngine) -> No
         found = await conn.run_sync(names)
     assert found["uq"] == {"uq_rubrics_name_version", "uq_rubrics_content_hash"}
     assert found["fk"] == {"fk_verdicts_sample_hash_samples"}
-    assert found["ix"] == {"ix_verdicts_cache_key_complete", "ix_verdicts_rubric_hash", "ix_verdicts_sample_hash"}
+    assert found["ix"] == {
+        "ix_verdicts_cache_key_complete",
+        "ix_verdicts_rubric_sample_judge",
+        "ix_verdicts_failed_created_at",
+    }
 
 
 async def test_upgrade_downgrade_upgrade_on_a_new_sqlite_file(tmp_path: Any) -> None:

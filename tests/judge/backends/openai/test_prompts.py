@@ -123,13 +123,16 @@ def test_isolated_mode_renders_one_prompt_per_axis(tiny_rubric: Rubric) -> None:
         assert prompt.user.rstrip().endswith(f"{AXES_LINE_PREFIX} {axis.key}")
 
 
-def test_nonce_is_random_per_request_and_named_in_system_prompt(tiny_rubric: Rubric) -> None:
+def test_nonce_is_random_per_request_and_named_before_the_texts(tiny_rubric: Rubric) -> None:
     first = render_prompt(make_sample(), tiny_rubric, language="zh")
     second = render_prompt(make_sample(), tiny_rubric, language="zh")
 
     assert first.nonce != second.nonce
     assert re.fullmatch(r"[0-9a-f]{16}", first.nonce)
-    assert first.nonce in first.system
+    # Named once before the first fenced text (not in the system message, which stays the same for every sample).
+    assert first.nonce not in first.system
+    named = first.user.index(f"本次请求的标记编号：{first.nonce}")
+    assert named < first.user.index(f"<<<SYSTEM_PROMPT_{first.nonce}>>>")
     assert f"<<<RESPONSE_{first.nonce}>>>" in first.user
 
 

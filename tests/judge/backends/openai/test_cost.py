@@ -1,0 +1,115 @@
+"""What a verdict costs: cached prompt tokens (both fields), token counters, rationale modes, layered mode."""
+
+from __future__ import annotations
+
+import pytest
+from openai.types.completion_usage import CompletionUsage, PromptTokensDetails
+
+from judge.backends.openai.judge import cached_prompt_tokens
+from judge.samples import Sample
+from judge.verdicts import AxisStatus
+from rubrics.schema import Rubric
+from tests.judge.conftest import KEYS, MakeJudge, axis_scores, make_sample, metric_value
+from tests.support.openai_server import OpenAIServer, default_scores
+
+OTHER = {
+    "reasoning": "患者说“肚子绞着疼”，伴腹泻，情绪烦躁。",
+    "response": "先少量多次补水；如果右下腹疼痛加重或发烧，请尽快就医。",
+}
+
+
+def test_cached_tokens_read_from_openai_and_deepseek_fields() -> None:
+    openai_style = CompletionUsage(
+        prompt_tokens=100,
+        completion_tokens=5,
+        total_tokens=105,
+        prompt_tokens_details=PromptTokensDetails(cached_tokens=64),
+    )
+    deepseek = CompletionUsage.model_validate(
+        {"prompt_tokens": 100, "completion_tokens": 5, "total_tokens": 105, "prompt_cache_hit_tokens": 80}
+    )
+    neither = CompletionUsage(prompt_tokens=100, completion_tokens=5, total_tokens=105)
+    odd = CompletionUsage.model_validate(
+        {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15, "prompt_cache_hit_tokens": "lots"}
+    )
+
+    assert cached_prompt_tokens(openai_style) == 64
+    assert cached_prompt_tokens(deepseek) == 80
+    assert cached_prompt_tokens(neither) == 0
+    assert cached_prompt_tokens(odd) == 0
+
+
+@pytest.mark.parametrize("style", ["openai", "deepseek"])
+async def test_second_sample_of_a_rubric_reads_its_static_prefix_from_the_cache(
+    make_judge: MakeJudge, openai_server: OpenAIServer, tiny_rubric: Rubric, zh_sample: Sample, style: str
+) -> None:
+    openai_server.usage_style = style  # type: ignore[assignment]
+    judge = make_judge()
+    first = await judge.score(zh_sample, tiny_rubric)
+    second = await judge.score(make_sample(**OTHER), tiny_rubric)
+
+    assert first.complete and second.complete
+    # Nothing was cached before the first call; the second one shares the system message, rubric and format.
+    assert first.usage.cached_tokens == 0
+    assert 0 < second.usage.cached_tokens < second.usage.prompt_tokens
+    static = openai_server.last_request.messages[1]["content"].split("# 本次请求的标记编号")[0]
+    assert second.usage.cached_tokens >= len(static) // 2 - 64  # the loopback counts 2 characters a token
+    name = judge.profile.name
+    assert metric_value("rj_judge_tokens_total", judge=name, kind="cached") == second.usage.cached_tokens
+    assert metric_value("rj_judge_tokens_total", judge=name, kind="prompt") == (
+        first.usage.prompt_tokens + second.usage.prompt_tokens
+    )
+    assert metric_value("rj_judge_tokens_total", judge=name, kind="completion") == (
+        first.usage.completion_tokens + second.usage.completion_tokens
+    )
+
+
+async def test_rationale_none_asks_for_scores_only_and_scores_every_axis(
+    make_judge: MakeJudge, openai_server: OpenAIServer, tiny_rubric: Rubric, zh_sample: Sample
+) -> None:
+    full = await make_judge().score(zh_sample, tiny_rubric)
+    full_completion = full.usage.completion_tokens
+    judge = make_judge(rationale="none")
+    outcome = await judge.score(zh_sample, tiny_rubric)
+
+    body = openai_server.last_request.body
+    axes = body["response_format"]["json_schema"]["schema"]["properties"]["axes"]["properties"]
+    assert axes["safety"] == {"type": "integer", "enum": [1, 2, 3, 4, 5]}
+    assert outcome.complete
+    assert axis_scores(outcome) == default_scores(openai_server.last_request)
+    assert all(axis.rationale is None for axis in outcome.axes.values())
+    assert outcome.usage.completion_tokens < full_completion
+
+
+async def test_rationale_none_with_logprobs_still_finds_the_score_tokens(
+    make_judge: MakeJudge, openai_server: OpenAIServer, tiny_rubric: Rubric, zh_sample: Sample
+) -> None:
+    outcome = await make_judge(rationale="none", logprobs=True, top_logprobs=5).score(zh_sample, tiny_rubric)
+
+    assert outcome.complete
+    assert all(axis.score_method == "logprobs" and axis.expected is not None for axis in outcome.axes.values())
+
+
+async def test_rationale_brief_gets_shorter_rationales(
+    make_judge: MakeJudge, openai_server: OpenAIServer, tiny_rubric: Rubric, zh_sample: Sample
+) -> None:
+    outcome = await make_judge(rationale="brief", structured_output="json_object").score(zh_sample, tiny_rubric)
+
+    assert outcome.complete
+    assert "<不超过20字的理由>" in openai_server.last_request.messages[1]["content"]
+    assert all(axis.rationale and len(axis.rationale) <= 20 for axis in outcome.axes.values())
+
+
+async def test_layered_mode_one_call_per_layer_every_axis_scored(
+    make_judge: MakeJudge, openai_server: OpenAIServer, tiny_rubric: Rubric, zh_sample: Sample
+) -> None:
+    judge = make_judge(mode="layered")
+    outcome = await judge.score(zh_sample, tiny_rubric)
+
+    assert openai_server.calls == 2
+    asked = sorted(tuple(call.request.axis_keys) for call in openai_server.requests)
+    assert asked == [("emotion_perception",), ("medical_accuracy", "safety")]
+    assert list(outcome.axes) == KEYS
+    assert all(axis.status is AxisStatus.ok for axis in outcome.axes.values())
+    assert outcome.usage.calls == 2
+    assert outcome.usage.prompt_tokens == sum(max(1, len(call.request.prompt) // 2) for call in openai_server.requests)

@@ -1,0 +1,166 @@
+"""Hedged judge calls: correctness (who wins, what is counted, what is cancelled); speed is in bench/bench_cost.py."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from judge.backends.openai.hedge import MIN_OBSERVATIONS, HedgePolicy, hedged
+from judge.profiles import JudgeProfile
+from judge.samples import Sample
+from rubrics.schema import Rubric
+from tests.judge.conftest import MakeJudge, axis_scores, metric_value
+from tests.support.openai_server import OpenAIServer, Slow, Verdict, default_scores, server_error
+
+
+class _Calls:
+    """Scripted sends: each call takes the next (delay, answer or exception); records what happened to it."""
+
+    def __init__(self, *plan: tuple[float, object]) -> None:
+        self.plan = list(plan)
+        self.started = 0
+        self.cancelled = 0
+        self.hedges = 0
+
+    def on_hedge(self) -> None:
+        self.hedges += 1
+
+    async def send(self, went_out: asyncio.Event | None) -> str:
+        delay, answer = self.plan[self.started]
+        self.started += 1
+        if went_out is not None:
+            went_out.set()
+        try:
+            await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        if isinstance(answer, BaseException):
+            raise answer
+        return str(answer)
+
+
+async def test_fast_answer_sends_no_hedge() -> None:
+    calls = _Calls((0.0, "first"))
+    assert await hedged(calls.send, 5.0, calls.on_hedge) == ("first", False)
+    assert calls.started == 1 and calls.hedges == 0
+
+
+async def test_slow_call_is_hedged_and_the_first_answer_wins() -> None:
+    calls = _Calls((30.0, "stalled"), (0.0, "hedge"))
+    assert await hedged(calls.send, 0.05, calls.on_hedge) == ("hedge", True)
+    assert calls.hedges == 1 and calls.started == 2
+    assert calls.cancelled == 1  # the stalled call does not linger
+
+
+async def test_original_can_still_win_after_the_hedge_went_out() -> None:
+    calls = _Calls((0.1, "original"), (30.0, "hedge"))
+    assert await hedged(calls.send, 0.02, calls.on_hedge) == ("original", False)
+    assert calls.hedges == 1 and calls.cancelled == 1
+
+
+async def test_a_failure_waits_for_the_other_call_and_both_failing_raises_the_first() -> None:
+    calls = _Calls((0.1, RuntimeError("first failed")), (0.2, "hedge"))
+    assert await hedged(calls.send, 0.02, calls.on_hedge) == ("hedge", True)
+
+    both = _Calls((0.1, RuntimeError("first failed")), (0.2, ValueError("hedge failed")))
+    with pytest.raises(RuntimeError, match="first failed"):
+        await hedged(both.send, 0.02, both.on_hedge)
+
+
+async def test_no_threshold_means_one_plain_call() -> None:
+    calls = _Calls((0.05, "only"))
+    assert await hedged(calls.send, None, calls.on_hedge) == ("only", False)
+    assert calls.hedges == 0
+
+
+async def test_the_clock_starts_when_the_request_goes_out_not_while_it_queues() -> None:
+    slot = asyncio.Event()
+    hedges = 0
+
+    def on_hedge() -> None:
+        nonlocal hedges
+        hedges += 1
+
+    async def send(went_out: asyncio.Event | None) -> str:
+        await slot.wait()  # a concurrency slot held by others
+        if went_out is not None:
+            went_out.set()
+        return "answer"
+
+    task = asyncio.ensure_future(hedged(send, 0.02, on_hedge))
+    await asyncio.sleep(0.2)  # ten thresholds in the queue
+    assert hedges == 0 and not task.done()
+    slot.set()
+    assert await task == ("answer", False)
+    assert hedges == 0
+
+
+async def test_cancelling_the_caller_cancels_both_calls() -> None:
+    calls = _Calls((30.0, "a"), (30.0, "b"))
+    task = asyncio.ensure_future(hedged(calls.send, 0.02, calls.on_hedge))
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert calls.started == 2 and calls.cancelled == 2
+
+
+def test_policy_fixed_percentile_and_floor() -> None:
+    fixed = HedgePolicy(after_ms=1500)
+    assert fixed.threshold_s() == 1.5
+
+    learned = HedgePolicy(percentile=90)
+    for i in range(MIN_OBSERVATIONS - 1):
+        learned.observe(0.1 + i / 1000)
+    assert learned.threshold_s() is None  # too few answers to trust a percentile
+    for i in range(200):
+        learned.observe((i % 100 + 1) / 100)  # 0.01 .. 1.00 s
+    threshold = learned.threshold_s()
+    assert threshold is not None and 0.8 <= threshold <= 1.0
+
+    floored = HedgePolicy(after_ms=2000, percentile=90)
+    for _ in range(100):
+        floored.observe(0.1)
+    assert floored.threshold_s() == 2.0
+
+    profile = JudgeProfile(name="p", model="m")
+    assert HedgePolicy.for_profile(profile) is None
+    assert HedgePolicy.for_profile(profile.model_validate({**profile.model_dump(), "hedge_after_ms": 250})) is not None
+
+
+async def test_judge_hedges_a_stalled_call_and_counts_it(
+    make_judge: MakeJudge, openai_server: OpenAIServer, tiny_rubric: Rubric, zh_sample: Sample
+) -> None:
+    openai_server.script(Slow(30.0), Verdict())
+    judge = make_judge(hedge_after_ms=100, timeout_s=60.0)
+    outcome = await judge.score(zh_sample, tiny_rubric)
+
+    assert outcome.complete
+    assert axis_scores(outcome) == default_scores(openai_server.last_request)
+    assert openai_server.calls == 2
+    assert outcome.usage.calls == 1 and outcome.usage.hedges == 1 and outcome.usage.retries == 0
+    assert metric_value("rj_judge_hedges_total", judge=judge.profile.name, outcome="won") == 1
+
+
+async def test_judge_without_stall_sends_no_hedge(
+    make_judge: MakeJudge, openai_server: OpenAIServer, tiny_rubric: Rubric, zh_sample: Sample
+) -> None:
+    judge = make_judge(hedge_after_ms=5000)
+    outcome = await judge.score(zh_sample, tiny_rubric)
+
+    assert outcome.complete and outcome.usage.hedges == 0 and openai_server.calls == 1
+
+
+async def test_hedged_call_that_fails_both_ways_is_retried_then_scored(
+    make_judge: MakeJudge, openai_server: OpenAIServer, tiny_rubric: Rubric, zh_sample: Sample
+) -> None:
+    # The first call stalls then errors, the hedge errors too: a retryable failure; the retry answers.
+    openai_server.script(Slow(0.3, server_error(503)), server_error(503), Verdict())
+    judge = make_judge(hedge_after_ms=50, timeout_s=30.0)
+    outcome = await judge.score(zh_sample, tiny_rubric)
+
+    assert outcome.complete
+    assert outcome.usage.retries == 1 and outcome.usage.hedges == 1
+    assert metric_value("rj_judge_hedges_total", judge=judge.profile.name, outcome="failed") == 1
