@@ -6,21 +6,31 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 RJ := $(VENV)/bin/rubric-judge
 
-.PHONY: setup setup-dev system-deps demo test lint typecheck check bench clean
+.PHONY: setup setup-dev system-deps demo test lint typecheck check bench clean lock
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
-$(VENV)/.core: pyproject.toml | $(VENV)/bin/python
-	$(PIP) install -q -e .
+# Versions come from the lock files (make lock): requirements/docker.lock for the service, requirements/ci.lock for
+# development and CI (every extra, torch left out).
+$(VENV)/.core: pyproject.toml requirements/docker.lock | $(VENV)/bin/python
+	$(PIP) install -q -c requirements/docker.lock -e .
 	touch $@
 
 # torch is pinned to the CPU build that installs from local disk; unpinned it would pull CUDA.
-$(VENV)/.dev: pyproject.toml | $(VENV)/bin/python
+$(VENV)/.dev: pyproject.toml requirements/ci.lock | $(VENV)/bin/python
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[dev,rm,stats,jobs,export,trainers,trainer_agent_loops]'
+	$(PIP) install -q -c requirements/ci.lock -e '.[dev,rm,stats,jobs,export,trainers,trainer_agent_loops]'
 	touch $@ $(VENV)/.core
+
+# Re-resolve the locks (uv, into the venv); commit both. ci.lock pins every extra for the CPU torch in ci.in.
+UV_COMPILE = $(VENV)/bin/uv pip compile pyproject.toml --python-version 3.11 --python-platform x86_64-manylinux_2_28 --no-header
+lock: | $(VENV)/bin/python
+	$(PIP) install -q uv
+	$(UV_COMPILE) --extra dev --extra rm --extra stats --extra jobs --extra export --extra trainers --extra trainer_agent_loops --find-links /opt/wheels \
+	    -c requirements/ci.in --no-emit-package torch -o requirements/ci.lock
+	$(UV_COMPILE) --extra jobs --extra stats -c requirements/ci.lock -o requirements/docker.lock
 
 setup: $(VENV)/.core
 setup-dev: system-deps $(VENV)/.dev
@@ -50,7 +60,7 @@ test: setup-dev
 check: lint typecheck test
 
 # Benchmarks print tables (bench/README.md); run them on an idle machine.
-BENCHES := bench_scoring bench_rewards bench_jobs bench_reward_model bench_agreement bench_studies bench_cost bench_simulate bench_integrity bench_reliability
+BENCHES := bench_scoring bench_rewards bench_jobs bench_reward_model bench_agreement bench_studies bench_cost bench_simulate bench_integrity bench_reliability bench_verl
 bench: setup-dev
 	@for b in $(BENCHES); do echo "== $$b"; $(PY) bench/$$b.py || exit 1; done
 

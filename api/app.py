@@ -14,10 +14,12 @@ from api.edge import Edge
 from api.errors import install_error_handlers
 from api.metrics_middleware import RequestMetrics
 from api.openapi import install_openapi
+from api.request_id import RequestId
 from api.routes import classify, health, openrlhf, rewards, rubrics, score, verdicts
 from api.routes.agreement import router as agreement_router
 from api.routes.feedback import router as feedback_router
 from api.routes.jobs import router as jobs_router
+from api.routes.judges import router as judges_router
 from api.routes.reward_models import router as reward_models_router
 from api.routes.simulate import router as simulate_router
 from api.routes.studies import router as studies_router
@@ -34,7 +36,8 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = await Runtime.open(settings or get_settings(), backend_factory=backend_factory)
+        # The API starts on a database without its schema and says so on /readyz (`serve` refuses it earlier).
+        runtime = await Runtime.open(settings or get_settings(), backend_factory=backend_factory, require_schema=False)
         app.state.runtime = runtime
         app.state.jobs = JobsService(runtime)
         app.state.simulator = SimulatorService(runtime)
@@ -60,6 +63,7 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
     install_openapi(app)
     redact.install()
     app.add_middleware(RequestMetrics)
+    app.add_middleware(RequestId)
     # Outermost: body-size limit and unstorable bytes in paths/queries, before anything reads the request.
     app.add_middleware(Edge)
     app.include_router(health.router)
@@ -78,4 +82,5 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
     # The raters' workbench: raters authenticate with their own token, not an API key.
     install_workbench(app)
     app.include_router(simulate_router, prefix="/v1", dependencies=v1)
+    app.include_router(judges_router, prefix="/v1", dependencies=v1)
     return app

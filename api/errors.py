@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.responses import FastJSONResponse
 from judge.durability.outage import is_store_outage, is_unstorable_text
 from judge.errors import StoreUnavailable
+from judge.extras import missing_extra
 from rubrics.errors import RubricJudgeError
 from rubrics.storable import UNSTORABLE_MESSAGE
 
@@ -92,6 +93,14 @@ def install_error_handlers(app: FastAPI) -> None:
             return error_response(422, "ValidationError", f"a text value {UNSTORABLE_MESSAGE}")
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(500, "InternalError", "internal error; see the server log")
+
+    @app.exception_handler(ImportError)
+    async def _missing_extra(request: Request, exc: ImportError) -> FastJSONResponse:
+        # A route whose optional extra is not installed (e.g. /v1/agreement without `stats`): 501 naming it.
+        extra = missing_extra(exc)
+        if extra is None:
+            return await _unexpected(request, exc)
+        return error_response(501, extra.type, extra.message, None)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> FastJSONResponse:

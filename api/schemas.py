@@ -14,7 +14,8 @@ class ScoreRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     rubric: Annotated[str, Field(min_length=1, max_length=200)] = "prmed"
-    judge: Annotated[str, Field(min_length=1, max_length=100)]
+    # None: RJ_DEFAULT_JUDGE, else the only configured judge fit for the rubric's kind.
+    judge: Annotated[str | None, Field(min_length=1, max_length=100)] = None
     samples: list[SampleIn]
     options: ScoreOptions = Field(default_factory=ScoreOptions)
 

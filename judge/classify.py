@@ -4,8 +4,14 @@ Each input gets one row of ``probs``: the model's axes in its order, then the ru
 (what a scalar-reward reader takes). Without activation an axis is its expected score on 1..5; with it, the
 probability that the axis passes the rubric's threshold. The reward is the rubric's aggregation of the axis
 scores either way (on [0, 1] under minmax normalisation). ``label`` is ``"pass"`` or ``"fail"`` under the
-rubric's pass policy. Activation follows vLLM's default (applied unless ``use_activation``/``activation`` is
-false). Inputs are texts already rendered with the model's chat template, or token ids.
+rubric's pass policy (``None`` when an axis could not be scored). Activation follows vLLM's default (applied
+unless ``use_activation``/``activation`` is false). Inputs are texts already rendered with the model's chat
+template, token ids, or (vLLM's chat form) ``messages`` ending with the judged assistant turn, which the model's
+own template renders.
+
+``model`` names a reward_model judge profile, one of its ``aliases``, the profile's ``reward_model`` value, or a
+registered reward-model name. verl sends its ``reward_model.model_path`` (a path or a hub id); such a name (one
+with a ``/``) resolves to the reward_model profile when exactly one is configured.
 """
 
 from __future__ import annotations
@@ -17,8 +23,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from judge.errors import JudgeUnavailable
+from judge.profiles import JudgeProfile
 from judge.runtime import Runtime
-from reward_model.data import ModelInput, TokenIds
+from judge.samples import split_completion
+from reward_model.data import Conversation, ModelInput, TokenIds
 from rubrics.aggregation import aggregate
 from rubrics.errors import RubricJudgeError
 from rubrics.schema import Rubric
@@ -37,7 +45,9 @@ class ClassifyRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str | None = None
-    input: str | list[str] | list[int] | list[list[int]]
+    input: str | list[str] | list[int] | list[list[int]] | None = None
+    # vLLM's chat form: the conversation with the judged assistant turn last, rendered by the model's template.
+    messages: list[dict[str, Any]] | None = None
     use_activation: bool | None = None
     # The older vLLM name of ``use_activation``.
     activation: bool | None = None
@@ -57,7 +67,13 @@ class ClassifyRequest(BaseModel):
         return True
 
     def items(self) -> list[ModelInput]:
+        if self.messages is not None:
+            if self.input is not None:
+                raise InvalidClassifyRequest("give `input` or `messages`, not both", field="messages")
+            return [conversation_of(self.messages)]
         raw = self.input
+        if raw is None:
+            raise InvalidClassifyRequest("`input` (or `messages`) is required", field="input")
         if isinstance(raw, str):
             return [raw]
         if not raw:
@@ -69,15 +85,52 @@ class ClassifyRequest(BaseModel):
         return [TokenIds(tuple(ids)) for ids in raw if isinstance(ids, list)]
 
 
+def conversation_of(messages: list[dict[str, Any]]) -> Conversation:
+    """vLLM's ``messages`` form: everything before the last (assistant) turn is the context; that turn is judged,
+    its ``<think>`` block being the CoT."""
+    if not messages:
+        raise InvalidClassifyRequest("`messages` is empty", field="messages")
+    for i, message in enumerate(messages):
+        if message.get("role") not in ("system", "user", "assistant") or not isinstance(message.get("content"), str):
+            raise InvalidClassifyRequest(
+                "each message needs a role (system, user, assistant) and text content", field=f"messages[{i}]"
+            )
+    if messages[-1]["role"] != "assistant":
+        raise InvalidClassifyRequest("the last message must be the assistant turn to score", field="messages")
+    reasoning, response = split_completion(messages[-1]["content"])
+    context = tuple((str(m["role"]), str(m["content"])) for m in messages[:-1])
+    return Conversation(messages=context, reasoning=reasoning.strip(), response=response.strip())
+
+
+def _profile_for(profiles: list[JudgeProfile], requested: str | None) -> JudgeProfile | None:
+    """The reward_model profile a request's ``model`` means, if any (see the module docstring)."""
+    if requested is None:
+        return profiles[0] if profiles else None
+    for profile in profiles:
+        if requested in (profile.name, profile.reward_model, *profile.aliases):
+            return profile
+    # verl's discriminative-RM client sends reward_model.model_path: a path or a hub id, never a profile name.
+    if "/" in requested and len(profiles) == 1:
+        return profiles[0]
+    return None
+
+
 def _model_ref(runtime: Runtime, requested: str | None) -> tuple[str, str, bool]:
     """(reference to load, name to echo, whether a path is allowed): a reward_model profile, else a registered name."""
     profiles = [p for p in runtime.profiles.all() if p.backend == "reward_model" and p.reward_model]
-    for profile in profiles:
-        if requested in (None, profile.name) and profile.reward_model is not None:
-            # Paths are fine in a profile (the operator's configuration), never straight from a request.
-            return profile.reward_model, profile.name, True
+    profile = _profile_for(profiles, requested)
+    if profile is not None and profile.reward_model is not None:
+        # Paths are fine in a profile (the operator's configuration), never straight from a request.
+        return profile.reward_model, profile.name, True
     if requested is None:
         raise InvalidClassifyRequest("no `model` given and no reward_model judge profile configured", field="model")
+    if "/" in requested and len(profiles) > 1:
+        names = ", ".join(p.name for p in profiles)
+        raise InvalidClassifyRequest(
+            f"model {requested!r} could mean any of the reward_model profiles ({names}): "
+            "send a profile name or list this name in one profile's `aliases`",
+            field="model",
+        )
     return requested, requested, False
 
 
@@ -118,7 +171,8 @@ async def classify(runtime: Runtime, body: ClassifyRequest) -> dict[str, Any]:
             row = [expected[k] for k in scores.axis_keys]
         row.append(outcome.reward if outcome.reward is not None else float("nan"))
         label = None if outcome.passed is None else ("pass" if outcome.passed else "fail")
-        data.append({"index": index, "object": "classification", "label": label, "probs": row, "num_classes": len(row)})
+        # vLLM's ClassificationData has no `object` field; its clients read `probs` (and `label`).
+        data.append({"index": index, "label": label, "probs": row, "num_classes": len(row)})
         prompt_tokens += min(scores.n_tokens, model.max_length)
     return {
         "id": f"classify-{uuid.uuid4().hex}",

@@ -8,6 +8,7 @@ __all__ = [
     "InvalidRubric",
     "InvalidSample",
     "JudgeNotFound",
+    "JudgeRubricMismatch",
     "JudgeUnavailable",
     "LimitExceeded",
     "RubricConflict",
@@ -32,6 +33,12 @@ class JudgeUnavailable(RubricJudgeError):
     """A judge profile exists but cannot be used (missing API key, unsupported rubric kind...)."""
 
     status_code = 503
+
+
+class JudgeRubricMismatch(RubricJudgeError):
+    """A judge that cannot score the rubric's kind (the rules judge on an LLM rubric), or no judge that fits."""
+
+    status_code = 422
 
 
 class VerdictNotFound(RubricJudgeError):

@@ -22,6 +22,7 @@ JUDGE_PROTOCOL_VERSION = "3"
 CONNECTION_FIELDS = frozenset(
     {
         "name",
+        "aliases",
         "base_url",
         "api_key_env",
         "concurrency",
@@ -69,6 +70,8 @@ class JudgeProfile(BaseModel):
     repair: bool = True
     # Local reward-model profiles: the registered model name (or a path) to load.
     reward_model: str | None = None
+    # Other names a client may use for this profile (e.g. the model path or hub id verl sends to /classify).
+    aliases: tuple[str, ...] = ()
     extra_body: dict[str, Any] = Field(default_factory=dict)
     # Hedged calls (opt-in): when a call has had no answer this long, a second identical one is sent and the
     # first answer wins. A fixed threshold, or a percentile of this judge's recent call latencies (with

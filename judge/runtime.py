@@ -24,6 +24,8 @@ from judge.scorer import BackendFactory, Scorer
 from judge.settings import Settings
 from judge.store.database import create_engine, make_session_factory
 from judge.writer import VerdictWriter
+from judge.store.repository import RubricRepository
+from judge.store.schema import require_schema as check_schema
 from rubrics.registry import RubricRegistry
 
 log = logging.getLogger(__name__)
@@ -43,11 +45,17 @@ class Runtime:
     reward_models: RewardModelPool
 
     @classmethod
-    async def open(cls, settings: Settings, *, backend_factory: BackendFactory | None = None) -> Runtime:
+    async def open(
+        cls, settings: Settings, *, backend_factory: BackendFactory | None = None, require_schema: bool = True
+    ) -> Runtime:
+        """Open every resource. ``require_schema``: a reachable database without the current schema raises
+        ``SchemaNotReady`` (the CLI fails fast); the API passes False and reports it on ``/readyz``."""
         stack = AsyncExitStack()
         try:
             engine = create_engine(settings.database_url, echo=settings.database_echo)
             stack.push_async_callback(engine.dispose)
+            if require_schema:
+                await check_schema(engine)
             sessions = make_session_factory(engine)
             cache = build_cache(settings)
             stack.push_async_callback(cache.aclose)

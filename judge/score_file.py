@@ -13,6 +13,8 @@ import orjson
 from pydantic import ValidationError
 
 from judge.errors import RubricJudgeError
+from judge.jobs.summary import Summary
+from judge.jsonl import invalid_json
 from judge.profiles import JudgeProfile
 from judge.resume import done_lines
 from judge.runtime import Runtime
@@ -43,6 +45,9 @@ def read_samples(path: Path, skip: Container[int]) -> Iterator[tuple[int, Sample
                 yield number, SampleIn.model_validate_json(raw), None
             except ValidationError as exc:
                 first = exc.errors()[0]
+                if first.get("type") == "json_invalid":
+                    yield number, None, invalid_json(raw) or str(first.get("msg"))
+                    continue
                 where = ".".join(str(p) for p in first.get("loc", ())) or "line"
                 yield number, None, f"{where}: {first.get('msg')}"
 
@@ -115,6 +120,28 @@ async def score_file(
             await task
             flush_done(task)
     return stats
+
+
+def summarise_score_files(out: Path, errors: Path) -> Summary:
+    """The filter-style summary of a ``score`` run's output (resumed runs included): a passed sample counts as
+    kept, a failed one as dropped, one without a decision as failed, a bad line as invalid."""
+    summary = Summary()
+    for path, is_error in ((out, False), (errors, True)):
+        if not path.exists():
+            continue
+        with path.open("rb") as fh:
+            for raw in fh:
+                try:
+                    record = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    continue
+                if is_error:
+                    summary.add({"outcome": "invalid"})
+                    continue
+                passed = record.get("passed")
+                outcome = "kept" if passed is True else "dropped" if passed is False else "failed"
+                summary.add({"outcome": outcome, "verdict": record})
+    return summary
 
 
 def _count(stats: FileRunStats, result: dict[str, Any]) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from judge.errors import JudgeUnavailable, LimitExceeded
+from judge.errors import JudgeRubricMismatch, JudgeUnavailable, LimitExceeded
 from judge.profiles import JudgeProfile, RationaleMode, with_rationale
 from judge.results import render_result
 from judge.runtime import Runtime
@@ -50,9 +50,46 @@ def check_limits(settings: Settings, samples: Sequence[SampleIn]) -> None:
                 )
 
 
-def resolve(runtime: Runtime, rubric_ref: str, judge: str) -> tuple[Rubric, JudgeProfile]:
+def scores_kind(profile: JudgeProfile, kind: str) -> bool:
+    """Whether ``profile``'s backend scores rubrics of ``kind`` (the rules judge scores only ``rules`` rubrics;
+    model judges score the ``llm`` ones, and an LLM judge can read a ``rules`` rubric's anchors too)."""
+    if profile.backend == "rules":
+        return kind == "rules"
+    if profile.backend == "reward_model":
+        return kind == "llm"
+    return True
+
+
+def default_judge(runtime: Runtime, rubric: Rubric) -> str:
+    """The judge for a request that names none: ``RJ_DEFAULT_JUDGE``, else the only judge fit for the rubric's kind
+    (``rules`` for rules rubrics); more than one or none: a 422 that says how to pick one."""
+    configured = runtime.settings.default_judge
+    if configured:
+        return configured
+    if rubric.kind == "rules":
+        return "rules"
+    fit = [p.name for p in runtime.profiles.all() if p.backend == "openai" and scores_kind(p, rubric.kind)]
+    if len(fit) == 1:
+        return fit[0]
+    known = f"one of {', '.join(sorted(fit))}" if fit else "a judge from a judges file (RJ_JUDGES_FILE / --judges-file)"
+    raise JudgeRubricMismatch(
+        f"no judge given for rubric {rubric.ref!r} (kind {rubric.kind!r}): name {known}, or set RJ_DEFAULT_JUDGE",
+        field="judge",
+    )
+
+
+def resolve(runtime: Runtime, rubric_ref: str, judge: str | None) -> tuple[Rubric, JudgeProfile]:
+    """The rubric and judge a request names (the judge defaults by the rubric's kind); a judge that cannot score
+    the rubric's kind is a 422 naming ``judge``, before any sample is judged."""
     rubric = runtime.rubrics.resolve(rubric_ref)
-    profile = runtime.profiles.get(judge)
+    profile = runtime.profiles.get(judge or default_judge(runtime, rubric))
+    if not scores_kind(profile, rubric.kind):
+        hint = "a rules rubric such as prmed-format" if profile.backend == "rules" else "an LLM judge"
+        raise JudgeRubricMismatch(
+            f"judge {profile.name!r} ({profile.backend}) cannot score rubric {rubric.ref!r} of kind "
+            f"{rubric.kind!r}: use {hint}",
+            field="judge",
+        )
     # Fail fast (503, field "judge") when the backend cannot be built, e.g. its API key is unset.
     try:
         runtime.scorer.backend(profile)

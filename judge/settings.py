@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -77,6 +78,10 @@ class Settings(BaseSettings):
     judge_grace_s: float = Field(default=10.0, ge=0)
     # How often a replica reads rubrics registered elsewhere from the store (so "latest" agrees everywhere).
     rubric_refresh_s: float = Field(default=5.0, gt=0)
+    # First-hour defaults (issue 11): the judge of requests and commands that name none (unset: the only judge
+    # fit for the rubric's kind); log lines as text or one JSON object a line (with request ids).
+    default_judge: str | None = None
+    log_format: Literal["text", "json"] = "text"
 
     def api_key_set(self) -> frozenset[str]:
         """Every key that may call /v1 (admin keys included: an admin may do what a plain key may)."""

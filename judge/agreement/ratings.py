@@ -337,7 +337,7 @@ def _jsonl_records(text: str) -> Iterator[tuple[int, dict[str, Any]]]:
         try:
             value = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            yield number, {"__error__": f"invalid JSON: {exc}"}
+            yield number, {"__error__": f"invalid JSON ({exc})"}
             continue
         if not isinstance(value, dict):
             yield number, {"__error__": f"expected a JSON object, got {type(value).__name__}"}

@@ -430,23 +430,33 @@ def write_report(report: AgreementReport, out_dir: Path, *, max_pair_figures: in
     return ReportFiles(json_path=json_path, html_path=html_path, figures=paths)
 
 
-def terminal_table(report: AgreementReport) -> Table:
-    """The per-axis table for the terminal (rich): the value, and the CI on a second, dim line."""
+def terminal_table(
+    report: AgreementReport, metrics: Sequence[tuple[str, str]] = TABLE_METRICS, *, titles_zh: bool = True
+) -> Table:
+    """The per-axis table for the terminal (rich): the value, and the CI on a second, dim line.
+
+    Its ``n`` column counts the samples each row's statistics use; the title's ``n`` is the overall row's.
+    """
+    from rich import box
     from rich.table import Table as _Table
 
+    overall_n = report.group_overall.n_units
+    of = f" of {report.n_samples} rated" if report.n_samples != overall_n else ""
     table = _Table(
-        title=f"{report.rubric_ref} · {', '.join(report.raters)} · n={report.n_samples} · {report.ci_level:.0%} CI",
+        title=f"{report.rubric_ref} · {', '.join(report.raters)} · n={overall_n}{of} · {report.ci_level:.0%} CI",
         show_lines=False,
+        box=box.SIMPLE_HEAD,
     )
     table.add_column("axis")
-    table.add_column("维度")
+    if titles_zh:
+        table.add_column("维度")
     table.add_column("n", justify="right")
-    for _, label in TABLE_METRICS:
+    for _, label in metrics:
         table.add_column(label, justify="right")
     titles = {a.key: a.title_zh for a in report.axes}
     for row in [*report.group, report.group_overall]:
         cells = []
-        for metric, _ in TABLE_METRICS:
+        for metric, _ in metrics:
             est = row.metrics.get(metric)
             if est is None or est.value is None:
                 cells.append("–")
@@ -455,5 +465,20 @@ def terminal_table(report: AgreementReport) -> Table:
             else:
                 cells.append(f"{_fmt(est.value)}\n[dim]{_fmt(est.low)}–{_fmt(est.high)}[/dim]")
         style = "bold" if row.axis == OVERALL else None
-        table.add_row(row.axis, titles.get(row.axis, "总体"), str(row.n_units), *cells, style=style)
+        names = [row.axis, titles.get(row.axis, "总体")] if titles_zh else [row.axis]
+        table.add_row(*names, str(row.n_units), *cells, style=style)
     return table
+
+
+# The terminal tables in groups that fit 100 columns: reliability, ordinal agreement, the pass decision.
+TERMINAL_GROUPS: tuple[tuple[str, ...], ...] = (
+    ("alpha_ordinal", "alpha_interval", "icc2_1", "icc2_k"),
+    ("qwk", "spearman", "kendall", "exact", "within_one"),
+    ("pass_kappa", "pass_f1"),
+)
+
+
+def terminal_tables(report: AgreementReport) -> list[Table]:
+    """:func:`terminal_table` split by metric group, each within 100 columns (axis titles are in the HTML)."""
+    labels = dict(TABLE_METRICS)
+    return [terminal_table(report, [(m, labels[m]) for m in group], titles_zh=False) for group in TERMINAL_GROUPS]

@@ -380,7 +380,11 @@ class RulesJudge:
 
     def score_sync(self, sample: Sample, rubric: Rubric) -> JudgeOutcome:
         self.check(rubric)
-        language: Language = self.profile.language or rubric.language
+        # Rationales in the profile's language, else the patient's (an English sample under a Chinese rubric
+        # reads English reasons), else the rubric's.
+        patient = text_language(last_patient_message(sample.messages) or "")
+        sample_language: Language | None = patient if patient in ("zh", "en") else None
+        language: Language = self.profile.language or sample_language or rubric.language
         axes: dict[str, AxisResult] = {}
         for key in rubric.axis_keys:
             score, rationale = AXIS_RULES[key](sample, language)

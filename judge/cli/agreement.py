@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from judge.cli.errors import fail
 from judge.errors import RubricJudgeError
 from judge.settings import get_settings
 
@@ -30,9 +31,7 @@ err_console = Console(stderr=True)
 
 
 def _fail(exc: RubricJudgeError) -> typer.Exit:
-    where = f" ({exc.field})" if exc.field else ""
-    err_console.print(f"[red]{exc.type}{where}:[/red] {exc.message}")
-    return typer.Exit(code=2)
+    return fail(exc)  # one line and a hint (judge.cli.errors)
 
 
 def _issues_table(title: str, issues: list[RatingIssue]) -> Table:
@@ -120,7 +119,7 @@ def agreement(
     seed: Annotated[int, typer.Option(min=0, help="Seed of the bootstrap.")] = 0,
 ) -> None:
     """Per-axis agreement of raters with bootstrap CIs: JSON, PNG figures and one HTML page; prints the table."""
-    from judge.agreement.report import terminal_table, write_report
+    from judge.agreement.report import terminal_tables, write_report
     from judge.agreement.studies import agreement_from_store
 
     async def main() -> AgreementReport:
@@ -135,7 +134,8 @@ def agreement(
     except RubricJudgeError as exc:
         raise _fail(exc) from exc
     files = write_report(report, out)
-    console.print(terminal_table(report))
+    for table in terminal_tables(report):  # in groups that fit 100 columns
+        console.print(table)
     console.print(f"report: {files.html_path}  data: {files.json_path}  figures: {len(files.figures)} in {out}")
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +12,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from judge.cli.agreement import register as register_agreement_commands
+from judge.cli.errors import ReportingGroup, fail, set_debug
 from judge.cli.jobs import register as register_job_commands
+from judge.cli.judges import register as register_judge_commands
 from judge.cli.rewards import register as register_reward_commands
 from judge.cli.rm import register as register_rm_commands
 from judge.cli.simulate import register as register_simulate_commands
@@ -23,17 +24,33 @@ from judge.cli.study import register as register_study_commands
 from judge.errors import RubricJudgeError
 from judge.settings import Settings, get_settings
 
-app = typer.Typer(help="Score medical CoT and responses on rubric axes.", no_args_is_help=True)
+# ReportingGroup: every command fails with one line and a hint (the traceback with --debug), never a traceback.
+app = typer.Typer(help="Score medical CoT and responses on rubric axes.", no_args_is_help=True, cls=ReportingGroup)
 rubrics_app = typer.Typer(help="List, show and validate rubrics.", no_args_is_help=True)
 app.add_typer(rubrics_app, name="rubrics")
 console = Console()
 err_console = Console(stderr=True)
 
 
+@app.callback()
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="Print tracebacks instead of one-line errors.")] = False,
+    judges_file: Annotated[
+        Path | None,
+        typer.Option("--judges-file", exists=True, dir_okay=False, help="Judge profiles YAML (sets RJ_JUDGES_FILE)."),
+    ] = None,
+) -> None:
+    """Options that apply to every command."""
+    import os
+
+    set_debug(debug)
+    if judges_file is not None:
+        os.environ["RJ_JUDGES_FILE"] = str(judges_file.resolve())
+        get_settings.cache_clear()
+
+
 def _fail(exc: RubricJudgeError) -> typer.Exit:
-    where = f" ({exc.field})" if exc.field else ""
-    err_console.print(f"[red]{exc.type}{where}:[/red] {exc.message}")
-    return typer.Exit(code=2)
+    return fail(exc)  # one line and a hint (judge.cli.errors)
 
 
 @app.command()
@@ -41,13 +58,53 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes (each is a stateless API replica).")] = 1,
+    migrate_first: Annotated[
+        bool, typer.Option("--migrate", help="Create or upgrade the database schema first, if it needs it.")
+    ] = False,
 ) -> None:
-    """Run the HTTP API with uvicorn."""
+    """Run the HTTP API with uvicorn (refuses a database without the current schema unless --migrate)."""
     import uvicorn
 
+    from judge.logs import configure_logging, uvicorn_log_config
+
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level)
-    uvicorn.run("api.main:app", host=host, port=port, workers=workers, log_level=settings.log_level.lower())
+    problem = _schema_problem(settings.database_url)
+    if problem is not None:
+        if not migrate_first:
+            raise _fail(RubricJudgeError(f"{problem} (or start with `serve --migrate`)", field="database_url"))
+        from judge.store.migrate import upgrade_sync
+
+        upgrade_sync(settings.database_url, "head")
+        err_console.print(f"migrated {_redact(settings.database_url)} to the current schema")
+    configure_logging(settings)
+    uvicorn.run(
+        "api.main:app",
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+        log_config=uvicorn_log_config(settings),
+    )
+
+
+def _schema_problem(url: str) -> str | None:
+    """What is wrong with the database's schema, or None (also when it cannot be reached: it may come back)."""
+    from judge.store.database import create_engine
+    from judge.store.schema import schema_state
+
+    async def check() -> str | None:
+        engine = create_engine(url)
+        try:
+            return (await schema_state(engine)).problem
+        except (OSError, TimeoutError) as exc:
+            err_console.print(
+                f"[yellow]warning:[/yellow] cannot connect to the database yet ({exc.__class__.__name__})"
+            )
+            return None
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(check())
 
 
 @app.command()
@@ -57,7 +114,7 @@ def migrate(revision: Annotated[str, typer.Argument(help="Target revision.")] = 
 
     settings = get_settings()
     upgrade_sync(settings.database_url, revision)
-    console.print(f"database at revision {revision}: {_redact(settings.database_url)}")
+    console.print(f"database at revision {revision}: {_redact(settings.database_url)}", soft_wrap=True)
 
 
 def _redact(url: str) -> str:
@@ -71,7 +128,10 @@ def score(
     source: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Input JSONL, one sample a line.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Output JSONL (appended to; a rerun resumes).")],
     rubric: Annotated[str, typer.Option(help="Rubric: name (latest) or name@version.")] = "prmed",
-    judge: Annotated[str, typer.Option(help="Judge profile name.")] = "rules",
+    judge: Annotated[
+        str | None,
+        typer.Option(help="Judge profile name (default: RJ_DEFAULT_JUDGE, else the one fit for the rubric)."),
+    ] = None,
     errors: Annotated[Path | None, typer.Option(help="Bad lines go here (default OUT.errors.jsonl).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Samples per scoring batch.")] = 256,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Judge again even if a verdict exists.")] = False,
@@ -120,18 +180,19 @@ def score(
                     options=options, batch_size=batch_size, on_progress=advance,
                 )  # fmt: skip
                 progress.update(task, completed=total)
-        table = Table(title=f"{rubric_obj.ref} · judge {profile.name}")
-        for column in ("scored", "passed", "failed", "unscored", "cached", "invalid", "resumed past"):
-            table.add_column(column, justify="right")
-        table.add_row(
-            *map(str, (stats.scored, stats.passed, stats.failed, stats.unscored, stats.cached, stats.invalid)),
-            str(stats.skipped),
-        )
-        console.print(table)
-        if stats.axis_failures:
-            top = sorted(stats.axis_failures.items(), key=lambda kv: -kv[1])[:5]
-            console.print("most common failing axes: " + ", ".join(f"{k} ({v})" for k, v in top))
-        console.print(f"results: {out}" + (f"  bad lines: {errors_path}" if stats.invalid else ""))
+        from judge.cli.jobs import print_summary
+        from judge.score_file import summarise_score_files
+
+        if stats.skipped:
+            console.print(f"resumed: {stats.skipped} lines were already done")
+        console.print(f"{rubric_obj.ref} · judge {profile.name} · {stats.scored} scored, {stats.cached} from the cache")
+        # The same summary as `filter` (passed = kept, failed = dropped, unscored = failed), over the whole output.
+        print_summary("filter", summarise_score_files(out, errors_path))
+        from judge.jsonl import first_bad_lines
+
+        for line in first_bad_lines(errors_path):
+            err_console.print(line, highlight=False, markup=False, soft_wrap=True)
+        console.print(f"results: {out}" + (f"  bad lines: {errors_path}" if stats.invalid else ""), soft_wrap=True)
 
     try:
         asyncio.run(main(get_settings()))
@@ -154,8 +215,11 @@ def rubrics_list() -> None:
 
 
 @rubrics_app.command("show")
-def rubrics_show(ref: Annotated[str, typer.Argument(help="name or name@version")]) -> None:
-    """Print a rubric as YAML."""
+def rubrics_show(
+    ref: Annotated[str, typer.Argument(help="name or name@version")],
+    as_yaml: Annotated[bool, typer.Option("--yaml", help="The whole rubric as YAML (anchors included).")] = False,
+) -> None:
+    """A rubric's axes, pass and reward policy in brief (``--yaml``: all of it)."""
     from rubrics.loader import dump_yaml
     from rubrics.registry import RubricRegistry
 
@@ -163,7 +227,23 @@ def rubrics_show(ref: Annotated[str, typer.Argument(help="name or name@version")
         rubric = RubricRegistry(user_dir=get_settings().rubrics_dir).resolve(ref)
     except RubricJudgeError as exc:
         raise _fail(exc) from exc
-    typer.echo(dump_yaml(rubric))
+    if as_yaml:
+        typer.echo(dump_yaml(rubric))
+        return
+    console.print(
+        f"[bold]{rubric.ref}[/bold] · kind {rubric.kind} · language {rubric.language} · {len(rubric.axes)} axes"
+        f" · hash {rubric.content_hash[:12]}",
+        highlight=False,
+    )
+    table = Table(show_header=True, box=None, pad_edge=False)
+    for column in ("layer", "axis", "title", "weight"):
+        table.add_column(column, justify="right" if column == "weight" else "left", overflow="fold")
+    for axis in rubric.axes:
+        table.add_row(axis.layer, axis.key, axis.title.get(rubric.language), f"{axis.weight:g}")
+    console.print(table)
+    console.print(
+        f"passes when every axis scores above {rubric.pass_policy.threshold:g}; `--yaml` prints anchors and policy"
+    )
 
 
 @rubrics_app.command("validate")
@@ -187,3 +267,4 @@ register_reward_commands(app)  # rewards
 register_study_commands(app)  # study create, status, export, close, link, list
 register_simulate_commands(app)  # simulate, perturb, gradient
 register_storage_commands(app)  # prune, export verdicts
+register_judge_commands(app)  # judges list, check

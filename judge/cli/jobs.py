@@ -22,6 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from judge.cli.errors import fail
 from judge.errors import RubricJudgeError
 from judge.jobs.schemas import JobKind, JobOptions, JobSpec
 from judge.jobs.summary import Summary
@@ -51,9 +52,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _fail(exc: RubricJudgeError) -> typer.Exit:
-    where = f" ({exc.field})" if exc.field else ""
-    err_console.print(f"[red]{exc.type}{where}:[/red] {exc.message}")
-    return typer.Exit(code=2)
+    return fail(exc)  # one line and a hint (judge.cli.errors)
 
 
 @dataclass(frozen=True)
@@ -301,6 +300,17 @@ def _pct(value: float | None) -> str:
 
 
 def _report(kind: Literal["filter", "curate"], summary: Summary, run: _Run) -> None:
+    from judge.jsonl import first_bad_lines
+
+    print_summary(kind, summary)
+    if summary.outcomes.get("invalid"):
+        for line in first_bad_lines(run.dropped):
+            err_console.print(line, highlight=False, markup=False, soft_wrap=True)
+    console.print(f"kept: {run.kept}  dropped/failed/invalid: {run.dropped}", soft_wrap=True)
+
+
+def print_summary(kind: Literal["filter", "curate"], summary: Summary) -> None:
+    """Pass rate, per-axis table with histograms, most failing axes (and curation rounds); `score` ends with it too."""
     out = summary.outcomes
     console.print(
         f"[bold]pass rate {_pct(summary.pass_rate)}[/bold]: kept {out.get('kept', 0)}, dropped {out.get('dropped', 0)}"
@@ -329,4 +339,3 @@ def _report(kind: Literal["filter", "curate"], summary: Summary, run: _Run) -> N
             rate = step.passed / step.judged if step.judged else None
             table.add_row(round_no, str(step.judged), str(step.passed), _pct(rate), str(kept_so_far))
         console.print(table)
-    console.print(f"kept: {run.kept}  dropped/failed/invalid: {run.dropped}")

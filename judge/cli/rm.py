@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from judge.cli.errors import fail
 from judge.errors import RubricJudgeError
 from judge.settings import get_settings
 
@@ -38,9 +39,7 @@ LabelsOpt = Annotated[
 
 
 def _fail(exc: RubricJudgeError) -> typer.Exit:
-    where = f" ({exc.field})" if exc.field else ""
-    err_console.print(f"[red]{exc.type}{where}:[/red] {exc.message}")
-    return typer.Exit(code=2)
+    return fail(exc)  # one line and a hint (judge.cli.errors)
 
 
 async def _records(

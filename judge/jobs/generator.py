@@ -168,10 +168,12 @@ class Generator:
             completion: ChatCompletion = await make_retrying(profile, on_retry=count_retry)(attempt)
         except openai.APIStatusError as exc:
             raise GenerationFailed(f"generator answered HTTP {exc.status_code}: {exc.message}") from exc
-        except openai.APITimeoutError as exc:
-            raise GenerationFailed(f"generator call timed out (timeout_s={profile.timeout_s})") from exc
-        except openai.APIConnectionError as exc:
-            raise GenerationFailed(f"cannot reach generator at {self._client.base_url}: {exc}") from exc
+        except openai.APIConnectionError as exc:  # APITimeoutError included
+            # aiohttp reports a refused connect as a timeout: tell the two apart.
+            if isinstance(exc, openai.APITimeoutError) and not _refused(exc):
+                raise GenerationFailed(f"generator call timed out (timeout_s={profile.timeout_s})") from exc
+            reason = "connection refused" if _refused(exc) else str(exc)
+            raise GenerationFailed(f"cannot connect to generator at {self._client.base_url}: {reason}") from exc
         except openai.OpenAIError as exc:
             raise GenerationFailed(f"{type(exc).__name__}: {exc}") from exc
         usage = Usage(calls=1, retries=retries)
@@ -209,3 +211,15 @@ def _api_key(profile: JudgeProfile) -> str:
             field="generator",
         )
     return os.environ[profile.api_key_env] or "EMPTY"
+
+
+def _refused(exc: BaseException) -> bool:
+    """A refused or reset connection somewhere down the cause chain (not a slow server)."""
+    link: BaseException | None = exc
+    for _ in range(8):
+        if link is None:
+            return False
+        if isinstance(link, ConnectionError) or isinstance(getattr(link, "os_error", None), ConnectionError):
+            return True
+        link = link.__cause__ or link.__context__
+    return False

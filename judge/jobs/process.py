@@ -24,6 +24,7 @@ from judge.feedback import axis_scores, build_feedback
 from judge.jobs.generator import Draft, GenerationFailed, Generator, as_completion, draft_messages, refine_messages
 from judge.jobs.schemas import ItemState, JobKind, JobOptions, PromptIn
 from judge.jobs.summary import Summary
+from judge.jsonl import invalid_json
 from judge.profiles import JudgeProfile, with_rationale
 from judge.results import render_result
 from judge.runtime import Runtime
@@ -120,6 +121,8 @@ def parse_line(kind: JobKind, raw: bytes, settings: Settings) -> tuple[SampleIn 
                 return None, f"{where}: {len(message.content)} characters; the limit is {limit}"
         return prompt, None
     except ValidationError as exc:
+        if exc.errors()[0].get("type") == "json_invalid":
+            return None, invalid_json(raw) or _validation_message(exc)
         return None, _validation_message(exc)
     except RubricJudgeError as exc:
         return None, _limit_message(exc)

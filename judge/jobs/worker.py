@@ -240,7 +240,19 @@ class ChunkWorker:
 REDIS_DOWN = (RedisError, OSError)
 
 
-class ResilientWorker(Worker):
+class QuietWorker(Worker):
+    """arq's Worker, closing its Redis pool with ``aclose()``: arq 0.26-0.28 still calls redis-py's deprecated
+    ``close()``, a DeprecationWarning at every worker shutdown."""
+
+    async def close(self) -> None:
+        pool = self._pool
+        if pool is not None:
+            # arq's close ends with pool.close(...); hand it the non-deprecated coroutine of the same meaning.
+            pool.close = pool.aclose
+        await super().close()
+
+
+class ResilientWorker(QuietWorker):
     """arq's worker, whose poll loop outlives a Redis outage instead of exiting with ``ConnectionError``.
 
     A failed poll is logged once per outage and retried with doubling pauses (up to ``redis_backoff_max_s``);

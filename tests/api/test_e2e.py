@@ -26,7 +26,7 @@ def live_server(pg_url: str, pg_engine: object, judges_file: Path, redis_url: st
 
 def test_score_through_a_real_server(live_server: str, openai_server: OpenAIServer) -> None:
     with httpx.Client(base_url=live_server, timeout=30) as client:
-        assert client.get("/readyz").json()["checks"] == {"database": True, "redis": True}
+        assert client.get("/readyz").json()["checks"] == {"database": True, "schema": True, "redis": True}
         first = client.post("/v1/score", json=score_body(sample(0), sample(1)))
         assert first.status_code == 200
         results = first.json()["results"]

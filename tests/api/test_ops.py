@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,11 +34,21 @@ async def test_readyz_checks_the_database_and_redis(make_client: Any, redis_url:
     async with make_client(redis_url=redis_url) as c:
         resp = await c.get("/readyz")
         assert resp.status_code == 200
-        assert resp.json()["checks"] == {"database": True, "redis": True}
+        assert resp.json()["checks"] == {"database": True, "schema": True, "redis": True}
     async with make_client(redis_url=_dead_redis_url()) as c:
         resp = await c.get("/readyz")
         assert resp.status_code == 503
         assert resp.json()["checks"]["redis"] is False
+
+
+async def test_readyz_names_a_missing_schema(make_client: Any, tmp_path: Path) -> None:
+    """A database nobody migrated: not ready, and the answer says what to run (it used to say ready)."""
+    async with make_client(database_url=f"sqlite+aiosqlite:///{tmp_path / '未迁移.db'}") as c:
+        resp = await c.get("/readyz")
+        assert resp.status_code == 503
+        body = resp.json()
+        assert body["checks"] == {"database": True, "schema": False}
+        assert body["problems"] == ["the database has no schema (never migrated): run `rubric-judge migrate`"]
 
 
 async def test_scoring_goes_on_without_redis(make_client: Any, openai_server: OpenAIServer) -> None:

@@ -75,7 +75,7 @@ def test_judges_file_is_mounted_from_examples() -> None:
     assert mounts["./examples/judges.yaml"] == api["environment"]["RJ_JUDGES_FILE"]
     assert (ROOT / "examples" / "judges.yaml").is_file()
     assert api["command"][:2] == ["rubric-judge", "serve"]
-    assert "8000:8000" in api["ports"]
+    assert api["ports"] == ["127.0.0.1:8000:8000"]  # loopback only by default
 
 
 def test_dockerfile_is_multi_stage_and_non_root() -> None:
@@ -96,10 +96,36 @@ def test_dockerfile_healthcheck_and_command() -> None:
     probe = json.loads(health.group(1))
     assert probe[:2] == ["python", "-c"]
     assert "urllib.request" in probe[2]
-    assert "/healthz" in probe[2]
+    assert "/readyz" in probe[2]  # ready (schema, database, Redis), not just alive
     compile(probe[2], "<healthcheck>", "exec")
     cmd = re.findall(r"^CMD (\[.*\])$", text, flags=re.MULTILINE)
     assert json.loads(cmd[-1]) == ["rubric-judge", "serve", "--host", "0.0.0.0", "--port", "8000"]
+
+
+def test_compose_refuses_to_start_without_api_keys() -> None:
+    env = _compose()["services"]["api"]["environment"]
+    # ${VAR:?message}: docker compose stops with the message when the variable is unset or empty.
+    assert re.fullmatch(r"\$\{RJ_API_KEYS:\?.+\}", env["RJ_API_KEYS"])
+
+
+def test_the_image_installs_from_the_lock_with_what_its_routes_need() -> None:
+    text = _dockerfile()
+    assert "COPY requirements/docker.lock" in text and "-c requirements/docker.lock" in text
+    assert re.search(r"^ARG EXTRAS=jobs,stats$", text, flags=re.MULTILINE)  # /v1/jobs and /v1/agreement
+    lock = (ROOT / "requirements" / "docker.lock").read_text(encoding="utf-8")
+    pinned = {line.split("==")[0].lower() for line in lock.splitlines() if "==" in line and not line.startswith(" ")}
+    for package in ("fastapi", "openai", "sqlalchemy", "arq", "scipy", "krippendorff"):
+        assert package in pinned, package
+    assert "torch" not in pinned  # the reward-model stack belongs on a GPU image of its own
+
+
+def test_ci_installs_from_the_lock_without_replacing_the_cpu_torch() -> None:
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert "-c requirements/ci.lock" in makefile and "torch==2.13.0" in makefile
+    lock = (ROOT / "requirements" / "ci.lock").read_text(encoding="utf-8")
+    pinned = {line.split("==")[0].lower() for line in lock.splitlines() if "==" in line and not line.startswith(" ")}
+    assert "torch" not in pinned and not any(p.startswith(("nvidia-", "triton")) for p in pinned)
+    assert {"verl", "trl", "transformers", "pytest"} <= pinned
 
 
 def test_dockerfile_copies_every_package_the_project_installs() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -82,14 +83,27 @@ def test_injection_sample_is_present() -> None:
 def test_judges_file_validates() -> None:
     judges = JudgesFile.model_validate(_load_yaml(EXAMPLES / "judges.yaml")).judges
     by_name = {p.name: p for p in judges}
-    assert set(by_name) == {"gpt-4o-mini", "deepseek-chat", "qwen-local", "rules"}
-    assert by_name["deepseek-chat"].base_url == "https://api.deepseek.com/v1"
+    assert set(by_name) == {"gpt-4o-mini", "deepseek", "grouped", "qwen-local", "qwen-sglang", "qwen-gen", "rules"}
+    assert by_name["deepseek"].base_url == "https://api.deepseek.com/v1"
+    assert by_name["qwen-gen"].temperature > 0
     local = by_name["qwen-local"]
     assert local.base_url == "http://127.0.0.1:8000/v1"
     assert local.logprobs
     assert local.structured_output == "json_schema"
     assert by_name["rules"].backend == "rules"
     assert [p.name for p in load_profiles(EXAMPLES / "judges.yaml")] == [p.name for p in judges]
+
+
+def test_every_judge_the_readme_names_is_in_the_example_judges_file() -> None:
+    """A newcomer copies a README command with examples/judges.yaml: every profile it names must exist."""
+    readme = (EXAMPLES.parent / "README.md").read_text(encoding="utf-8")
+    names = set(re.findall(r"--(?:judge|generator)[ =]([A-Za-z0-9][A-Za-z0-9_.:-]*)", readme))
+    names |= set(re.findall(r"""\bjudge=["']?([A-Za-z0-9][A-Za-z0-9_.:-]*)""", readme))
+    names |= set(re.findall(r"RJ_REWARD_JUDGE=([A-Za-z0-9][A-Za-z0-9_.:-]*)", readme))
+    names -= {"NAME", "my-judge"}  # a placeholder, and the profile "Point it at your own model" writes itself
+    defined = {p.name for p in load_profiles(EXAMPLES / "judges.yaml")}
+    assert "deepseek" in names and "qwen-gen" in names
+    assert names <= defined, sorted(names - defined)
 
 
 def test_user_rubric_validates() -> None:

@@ -240,6 +240,18 @@ async def test_rationale_follows_profile_language(rubric: Rubric) -> None:
     assert outcome.axes["steps_present"].rationale == "Found 4/5 steps; missing: utterance correction"
 
 
+async def test_rationale_follows_the_samples_language_without_a_profile_language(
+    judge: RulesJudge, rubric: Rubric
+) -> None:
+    assert judge.profile.language is None and rubric.language == "zh"
+    cot = "\n".join(line for line in EN_COT.splitlines() if "Utterance" not in line)
+    english = await judge.score(_sample(EN_PATIENT, cot, EN_RESPONSE), rubric)
+    assert english.axes["steps_present"].rationale == "Found 4/5 steps; missing: utterance correction"
+    chinese_cot = "\n".join(line for line in ZH_COT.splitlines() if "话语纠正" not in line)
+    chinese = await judge.score(_sample(ZH_PATIENT, chinese_cot, ZH_RESPONSE), rubric)
+    assert chinese.axes["steps_present"].rationale == "找到4/5个步骤，缺少：话语纠正"
+
+
 # --- steps_order ---------------------------------------------------------------------------------------
 
 

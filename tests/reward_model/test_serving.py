@@ -270,7 +270,7 @@ async def test_classify_answers_in_vllms_shape_with_the_reward_last(
         assert body["usage"]["prompt_tokens"] == body["usage"]["total_tokens"] > 0
         assert body["usage"]["completion_tokens"] == 0
         for index, (item, scores) in enumerate(zip(body["data"], direct, strict=True)):
-            assert item["index"] == index and item["object"] == "classification"
+            assert item["index"] == index and "object" not in item  # vLLM's ClassificationData has none
             assert item["num_classes"] == len(AXES) + 1 == len(item["probs"])
             assert item["probs"] == pytest.approx(_expected_row(scores, rubric, activated=False), abs=1e-4)
             assert item["label"] in ("pass", "fail")
@@ -296,6 +296,46 @@ async def test_classify_answers_in_vllms_shape_with_the_reward_last(
         assert unknown.status_code == 404 and unknown.json()["error"]["type"] == "NotFoundError"
         bad_ids = await client.post("/classify", json={"input": [10**9]})
         assert bad_ids.status_code == 400 and "token ids" in bad_ids.json()["error"]["message"]
+
+
+async def test_classify_takes_verls_model_path_aliases_and_the_messages_form(
+    store: str, tmp_path: Path, artifact_dir: Path, scoring: ScoringModel, records: list[LabelledRecord]
+) -> None:
+    await _register(store, artifact_dir, active=True)
+    record = records[3]
+    text = render(scoring.tokenizer, record.conversation)
+    judges = tmp_path / "aliased.yaml"
+    profile = {"name": PROFILE, "backend": "reward_model", "reward_model": RM_NAME, "aliases": ["奖励模型"]}
+    judges.write_text(yaml.safe_dump({"judges": [profile]}, allow_unicode=True), encoding="utf-8")
+    async with _client(_settings(store, judges)) as client:
+        base = await client.post("/classify", json={"model": PROFILE, "input": text, "use_activation": False})
+        expected = base.json()["data"][0]["probs"]
+        # verl sends reward_model.model_path: a hub id or a path resolves to the only reward_model profile.
+        for name in ("Qwen/Qwen3-0.6B", "/models/rm-prmed-v1", "奖励模型", RM_NAME):
+            answer = await client.post("/classify", json={"model": name, "input": text, "use_activation": False})
+            assert answer.status_code == 200, (name, answer.text)
+            assert answer.json()["model"] == PROFILE
+            assert answer.json()["data"][0]["probs"] == pytest.approx(expected, abs=1e-5)
+        # vLLM's chat form: the model's own template renders it, the last (assistant) turn is judged.
+        conv = record.conversation
+        think = f"<think>\n{conv.reasoning}\n</think>\n\n{conv.response}" if conv.reasoning else conv.response
+        messages = [{"role": role, "content": content} for role, content in conv.messages]
+        chat = await client.post(
+            "/classify",
+            json={"model": PROFILE, "messages": [*messages, {"role": "assistant", "content": think}],
+                  "use_activation": False},
+        )  # fmt: skip
+        assert chat.status_code == 200, chat.text
+        assert chat.json()["data"][0]["probs"] == pytest.approx(expected, abs=1e-4)
+        no_turn = await client.post("/classify", json={"model": PROFILE, "messages": messages})
+        assert no_turn.status_code == 400 and no_turn.json()["error"]["param"] == "messages"
+    # Two reward_model profiles: a path is ambiguous and the error says how to settle it.
+    two = tmp_path / "two.yaml"
+    other = {"name": "rm-other", "backend": "reward_model", "reward_model": RM_NAME}
+    two.write_text(yaml.safe_dump({"judges": [profile, other]}, allow_unicode=True), encoding="utf-8")
+    async with _client(_settings(store, two)) as client:
+        ambiguous = await client.post("/classify", json={"model": "Qwen/Qwen3-0.6B", "input": text})
+        assert ambiguous.status_code == 400 and "aliases" in ambiguous.json()["error"]["message"]
 
 
 async def test_activate_and_reload_swap_versions_without_restart(
@@ -338,3 +378,56 @@ async def test_activate_and_reload_swap_versions_without_restart(
         assert (await client.post(f"/v1/reward-models/{RM_NAME}/reload")).json()["swapped"] == []
         missing = await client.post(f"/v1/reward-models/{RM_NAME}/activate", json={"version": 9})
         assert missing.status_code == 404
+
+
+async def test_verls_discriminative_rm_client_scores_through_classify(
+    store: str,
+    judges_file: Path,
+    artifact_dir: Path,
+    tiny_base: Path,
+    scoring: ScoringModel,
+    records: list[LabelledRecord],
+) -> None:
+    """verl's own RewardLoopWorker (reward_model.enable, vllm engine) posts `model: <model_path>` to /classify and
+    takes probs[-1]: the path resolves to the only reward_model profile and the reward is the model's."""
+    pytest.importorskip("verl")
+    import numpy as np
+    import torch
+    import verl as verl_package
+    from hydra import compose, initialize_config_dir
+    from verl import DataProto
+    from verl.experimental.reward_loop import RewardLoopWorker
+
+    from tests.support.live_server import live_server
+
+    await _register(store, artifact_dir, active=True)
+    record = records[5]
+    chat = [{"role": role, "content": content} for role, content in record.conversation.messages]
+    reply = record.conversation.response
+    tokenizer = scoring.tokenizer
+    ids = tokenizer(reply, add_special_tokens=False)["input_ids"]
+    config_dir = Path(verl_package.__file__).parent / "trainer" / "config"
+    with live_server(create_app(_settings(store, judges_file))) as url:
+        overrides = [
+            f"actor_rollout_ref.model.path={tiny_base}",
+            "reward.reward_model.enable=true",
+            f"reward.reward_model.model_path={tiny_base}",  # a path, as verl users configure it
+            "reward.reward_model.rollout.name=vllm",
+        ]
+        with initialize_config_dir(config_dir=str(config_dir), version_base=None):
+            config = compose(config_name="ppo_trainer", overrides=overrides)
+        worker = RewardLoopWorker(config, reward_router_address=url.removeprefix("http://"))
+        data = DataProto.from_dict(
+            tensors={
+                "prompts": torch.zeros((1, 4), dtype=torch.long),
+                "responses": torch.tensor([ids]),
+                "attention_mask": torch.ones((1, 4 + len(ids)), dtype=torch.long),
+            },
+            non_tensors={"raw_prompt": np.array([chat], dtype=object)},
+        )
+        [output] = await worker.compute_score_batch(data)
+        text = tokenizer.apply_chat_template([*chat, {"role": "assistant", "content": reply}], tokenize=False)
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            direct = await client.post("/classify", json={"model": PROFILE, "input": text, "use_activation": False})
+    assert output["reward_score"] == pytest.approx(direct.json()["data"][0]["probs"][-1], abs=1e-5)
+    assert 0.0 <= output["reward_score"] <= 1.0

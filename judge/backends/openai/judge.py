@@ -449,7 +449,9 @@ class OpenAIJudge:
         if isinstance(exc, openai.APIStatusError):
             return _CallFailed(AxisStatus.judge_error, f"judge answered HTTP {exc.status_code}: {exc.message}")
         if isinstance(exc, openai.APIConnectionError):
-            return _CallFailed(AxisStatus.judge_error, f"cannot reach judge at {self._client.base_url}: {exc}")
+            # aiohttp words a refused connect as "Request timed out."; say what happened.
+            reason = "connection refused" if _refused(exc) else str(exc)
+            return _CallFailed(AxisStatus.judge_error, f"cannot connect to judge at {self._client.base_url}: {reason}")
         if not isinstance(exc, openai.OpenAIError):
             logger.warning("judge %s: unexpected failure", self.profile.name, exc_info=exc)
         return _CallFailed(AxisStatus.judge_error, f"{type(exc).__name__}: {exc}")

@@ -15,7 +15,7 @@ from tests.api.test_score import PRMED_AXES
 from tests.support.live_server import free_port
 from tests.support.openai_server import ChatRequest, OpenAIServer, Verdict, garbage
 
-KEYS = {"score", "judge_failed", "truncated", "passed", "score_expected", "score_mixed", "refused", *PRMED_AXES}
+KEYS = {"score", "judge_failed", "truncated", "passed", "cache_hit", "score_expected", "score_mixed", "refused", *PRMED_AXES}
 
 
 def solution(k: int) -> str:
@@ -47,7 +47,8 @@ async def test_concurrent_calls_share_the_client_and_failures_keep_the_keys(
         return garbage() if any("（第2版）" in t for t in request.fenced_texts) else Verdict(scores=5)
 
     openai_server.default = fail_two
-    score = verl.make_compute_score(reward_server, fallback=-0.5)
+    # Samples without a conversation only with the opt-in (else MissingConversation, below).
+    score = verl.make_compute_score(reward_server, fallback=-0.5, allow_missing_conversation=True)
     messages = [{"role": "user", "content": PATIENT_ZH}, {"role": "assistant", "content": "请问多久了？"}]
     extra: list[Any] = [{"messages": [*messages, {"role": "user", "content": "两天了，很怕"}]}] * 3 + [{}, None]
     results = await asyncio.gather(*(score("prmed", solution(k), None, info) for k, info in enumerate(extra)))
@@ -59,6 +60,26 @@ async def test_concurrent_calls_share_the_client_and_failures_keep_the_keys(
     assert openai_server.calls == 4  # items 0 and 1, item 2 and its repair
 
 
+async def test_a_sample_without_a_conversation_raises_naming_the_fix(reward_server: str) -> None:
+    score = verl.make_compute_score(reward_server, judge="loop")
+    with pytest.raises(verl.MissingConversation, match="extra_info") as raised:
+        await score("prmed", "回答", "参考", {"index": 7, "num_turns": None})
+    assert "allow_missing_conversation" in str(raised.value) and "['index', 'num_turns']" in str(raised.value)
+
+
+def test_sync_and_batch_variants_have_verls_signatures(reward_server: str, openai_server: OpenAIServer) -> None:
+    """Called from plain threads, as the legacy managers do; one pooled client on the adapter's own loop."""
+    options = {"base_url": reward_server, "judge": "loop"}
+    one = verl.compute_score_sync("prmed", solution(0), None, {"question": PATIENT_ZH}, **options)
+    assert set(one) == KEYS and one["judge_failed"] == 0.0
+    infos = [{"messages": [{"role": "user", "content": PATIENT_ZH}]}, {"question": "我孩子发烧三天了"}]
+    many = verl.compute_score_batch(["prmed"] * 2, [solution(1), solution(2)], [None, "就医"], infos, **options)
+    assert [set(r) for r in many] == [KEYS, KEYS] and all(r["judge_failed"] == 0.0 for r in many)
+    assert verl.compute_score_scalar("prmed", solution(0), None, {"question": PATIENT_ZH}, **options) == one["score"]
+    with pytest.raises(ValueError, match="same length"):
+        verl.compute_score_batch(["prmed"], [solution(1)], [None, None], infos, **options)
+
+
 def test_the_conversation_comes_from_extra_info() -> None:
     assert verl.conversation({"prompt": [{"role": "user", "content": "问"}]}) == [{"role": "user", "content": "问"}]
     assert verl.conversation({"prompt": "问"}) == [{"role": "user", "content": "问"}]
@@ -66,6 +87,8 @@ def test_the_conversation_comes_from_extra_info() -> None:
     tool = verl.conversation({"messages": [{"role": "tool", "content": "结果"}]})
     assert tool == [{"role": "user", "content": "结果"}]
     assert verl.conversation({"index": 3}) is None and verl.conversation(None) is None
+    # A parquet round trip gives numpy arrays (here: any non-list iterable of messages).
+    assert verl.conversation({"prompt": ({"role": "user", "content": "问"},)}) == [{"role": "user", "content": "问"}]
 
 
 async def test_an_unreachable_server_raises_after_its_retries() -> None:

@@ -14,7 +14,14 @@ import pytest
 from rich.console import Console
 
 from judge.agreement import report as report_module
-from judge.agreement.report import AgreementReport, ReportFiles, bars_png, terminal_table, write_report
+from judge.agreement.report import (
+    AgreementReport,
+    ReportFiles,
+    bars_png,
+    terminal_table,
+    terminal_tables,
+    write_report,
+)
 from judge.agreement.service import compute_agreement
 from rubrics.schema import Rubric
 from tests.judge.agreement.conftest import synthetic_scores, to_rows
@@ -68,6 +75,20 @@ def test_terminal_table_shows_every_axis(agreement: AgreementReport) -> None:
     for axis in agreement.axes:
         assert axis.key in text and axis.title_zh in text
     assert "overall" in text and "ICC(2,1)" in text
+
+
+def test_the_cli_tables_fit_100_columns_and_n_agrees_with_the_title(agreement: AgreementReport) -> None:
+    console = Console(record=True, width=100)
+    for table in terminal_tables(agreement):
+        console.print(table)
+    text = console.export_text()
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 100 and "…" not in text  # nothing cut off
+    for metric in ("α ord", "ICC(2,k)", "QWK", "±1", "pass F1"):
+        assert metric in text
+    overall = agreement.group_overall.n_units
+    assert f"n={overall}" in text
+    assert all(line.split()[1] == str(overall) for line in lines if line.strip().startswith("overall"))
 
 
 def test_figures_fall_back_without_a_cjk_font(agreement: AgreementReport, monkeypatch: pytest.MonkeyPatch) -> None:

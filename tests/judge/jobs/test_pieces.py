@@ -130,3 +130,15 @@ def test_a_job_can_ask_the_judge_for_scores_only() -> None:
     assert scores_only.include_rationale is False
     assert hidden.judge_profile is profile and hidden.include_rationale is False
     assert JobPlan("filter", rubric, profile, JobOptions()).include_rationale is True
+async def test_a_generator_that_refuses_connections_says_cannot_connect() -> None:
+    from judge.jobs.generator import GenerationFailed, Generator
+    from judge.profiles import JudgeProfile
+    from tests.support.live_server import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    generator = Generator(JudgeProfile(name="gen", model="m", base_url=url, max_retries=0, temperature=0.7))
+    try:
+        with pytest.raises(GenerationFailed, match="cannot connect to generator .*connection refused"):
+            await generator.generate([{"role": "user", "content": "我头疼三天了"}])
+    finally:
+        await generator.aclose()
