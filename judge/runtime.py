@@ -23,9 +23,8 @@ from judge.rubric_sync import keep_in_sync, sync_stored_rubrics
 from judge.scorer import BackendFactory, Scorer
 from judge.settings import Settings
 from judge.store.database import create_engine, make_session_factory
-from judge.writer import VerdictWriter
-from judge.store.repository import RubricRepository
 from judge.store.schema import require_schema as check_schema
+from judge.writer import VerdictWriter
 from rubrics.registry import RubricRegistry
 
 log = logging.getLogger(__name__)

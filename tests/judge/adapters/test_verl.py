@@ -15,7 +15,9 @@ from tests.api.test_score import PRMED_AXES
 from tests.support.live_server import free_port
 from tests.support.openai_server import ChatRequest, OpenAIServer, Verdict, garbage
 
-KEYS = {"score", "judge_failed", "truncated", "passed", "cache_hit", "score_expected", "score_mixed", "refused", *PRMED_AXES}
+KEYS = {
+    "score", "judge_failed", "truncated", "passed", "cache_hit", "score_expected", "score_mixed", "refused", *PRMED_AXES
+}
 
 
 def solution(k: int) -> str:
