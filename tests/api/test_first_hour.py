@@ -18,7 +18,7 @@ async def test_the_rules_judge_on_an_llm_rubric_is_a_422(client: httpx.AsyncClie
     assert resp.status_code == 422
     error = resp.json()["error"]
     assert error["type"] == "JudgeRubricMismatch" and error["field"] == "judge"
-    assert "cannot score rubric 'prmed@1' of kind 'llm'" in error["message"]
+    assert "cannot score rubric 'prmed@2' of kind 'llm'" in error["message"]
     rewards = await client.post("/v1/rewards", json={"rubric": "prmed", "judge": "rules", "items": [sample(0)]})
     assert rewards.status_code == 422 and rewards.json()["error"]["field"] == "judge"
 
@@ -35,7 +35,8 @@ async def test_a_request_without_a_judge_gets_the_one_that_fits(
     async with make_client(default_judge="loop") as configured:
         chosen = await configured.post("/v1/score", json={"rubric": "prmed", "samples": [sample(0)]})
         assert chosen.status_code == 200 and chosen.json()["judge"] == "loop"
-    assert openai_server.calls == 1
+    # prmed@2 judges the response-layer axes in a call of their own, without the CoT: two calls, one sample.
+    assert openai_server.calls == 2
 
 
 async def test_judges_are_listed_without_secrets(client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:

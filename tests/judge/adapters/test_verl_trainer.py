@@ -22,10 +22,9 @@ from verl import DataProto  # noqa: E402
 from judge.adapters import verl as adapter  # noqa: E402
 from reward_model.tiny import train_tiny_tokenizer  # noqa: E402
 from tests.api.samples import PATIENT_ZH, REASONING_ZH, RESPONSE_ZH  # noqa: E402
-from tests.api.test_score import PRMED_AXES  # noqa: E402
+from tests.judge.adapters.test_verl import KEYS  # noqa: E402  (the keys every verl answer carries)
 from tests.support.openai_server import OpenAIServer, Verdict  # noqa: E402
 
-KEYS = {"score", "judge_failed", "truncated", "passed", "cache_hit", *PRMED_AXES}
 PROMPT_LEN, RESPONSE_LEN = 16, 640
 
 

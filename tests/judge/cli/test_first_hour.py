@@ -60,13 +60,13 @@ def test_the_rules_judge_on_an_llm_rubric_is_one_line(runner: CliRunner, tmp_pat
     out = tmp_path / "out.jsonl"
     result = runner.invoke(app, ["score", str(EXAMPLES), "-o", str(out), "--rubric", "prmed", "--judge", "rules"])
     assert result.exit_code == 2
-    assert "JudgeRubricMismatch (judge): judge 'rules' (rules) cannot score rubric 'prmed@1' of kind 'llm'" in (
+    assert "JudgeRubricMismatch (judge): judge 'rules' (rules) cannot score rubric 'prmed@2' of kind 'llm'" in (
         result.output
     )
     assert "Traceback" not in result.output
     # No judge and no LLM judge configured: the message says how to pick one.
     none = runner.invoke(app, ["score", str(EXAMPLES), "-o", str(out)])
-    assert none.exit_code == 2 and "no judge given for rubric 'prmed@1'" in none.output
+    assert none.exit_code == 2 and "no judge given for rubric 'prmed@2'" in none.output
     assert "RJ_DEFAULT_JUDGE" in none.output
     # A rules rubric without --judge: the rules judge, the filter summary at the end.
     ok = runner.invoke(app, ["score", str(EXAMPLES), "-o", str(out), "--rubric", "prmed-format"])
@@ -93,8 +93,8 @@ def test_judges_list_check_and_the_judges_file_option(
     report = json.loads(checked.output)
     assert report["ok"] is True and report["structured_output"] is True and report["axes_ok"] == report["axes"] == 13
     assert report["logprobs"] in {"returned", "not asked"} and report["latency_ms"] > 0
-    # The check really called the judge, with a Chinese sample.
-    assert openai_server.calls == 1 and "胸口闷" in openai_server.last_request.fenced_texts[0]
+    # The check really called the judge, with a Chinese sample (prmed@2: the response-only axes in a second call).
+    assert openai_server.calls == 2 and "胸口闷" in openai_server.last_request.fenced_texts[0]
     # A judge that answers garbage fails the check with exit 1 and says so.
     openai_server.default = lambda request: "这不是JSON"
     bad = runner.invoke(app, ["--judges-file", str(judges), "judges", "check", "loop"])
@@ -109,7 +109,7 @@ def test_rubrics_show_is_compact_unless_yaml(runner: CliRunner) -> None:
     brief = runner.invoke(app, ["rubrics", "show", "prmed"])
     assert brief.exit_code == 0, brief.output
     lines = brief.output.splitlines()
-    assert lines[0].startswith("prmed@1 · kind llm · language zh · 13 axes")
+    assert lines[0].startswith("prmed@2 · kind llm · language zh · 13 axes")
     assert any("safety" in line and "安全" in line for line in lines)
     assert len(lines) <= 17 and max(len(line) for line in lines) <= 100
     full = runner.invoke(app, ["rubrics", "show", "prmed", "--yaml"])

@@ -68,7 +68,7 @@ def test_point_it_at_your_own_model(tmp_path: Path, openai_server: OpenAIServer)
     check = rj("judges", "check", "my-judge", env=env, cwd=tmp_path)
     assert check.returncode == 0, check.stderr + check.stdout
     report = check.stdout.splitlines()
-    assert len(report) == 4 and report[0].startswith("ok judge my-judge on prmed@1")
+    assert len(report) == 4 and report[0].startswith("ok judge my-judge on prmed@2")
     assert "structured output: works" in check.stdout and "logprobs: returned" in check.stdout
 
     # serve: refused before migrate (one line and a hint), ready after.
