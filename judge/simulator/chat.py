@@ -14,10 +14,9 @@ from typing import Any
 import openai
 import orjson
 from openai.types.chat import ChatCompletion
-from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_before_delay, wait_random_exponential
 
-from judge.backends.openai.client import pooled_client, post_chat_completion
+from judge.backends.openai.client import parse_completion, pooled_client, post_chat_completion
 from judge.backends.openai.retry import BACKOFF_MAX_S, BACKOFF_MULTIPLIER_S, is_retryable, wait_retry_after
 from judge.profiles import ChatProfile
 from judge.simulator.errors import SimulatorFailed
@@ -107,17 +106,7 @@ class ChatModel:
 
 def _completion(raw: bytes, name: str, field: str) -> ChatCompletion:
     """Strict parsing first (fast); servers whose answer misses optional-looking fields get lenient parsing."""
-    try:
-        return ChatCompletion.model_validate_json(raw)
-    except ValidationError:
-        pass
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise SimulatorFailed(f"{name} answered with invalid JSON: {exc}", field=field) from exc
-    if not isinstance(data, dict):
-        raise SimulatorFailed(f"{name} answered with a JSON value that is not an object", field=field)
-    return ChatCompletion.construct(**data)
+    return parse_completion(raw, lambda problem: SimulatorFailed(f"{name} {problem}", field=field))
 
 
 def _field(json_output: bool) -> str:

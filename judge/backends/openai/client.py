@@ -7,8 +7,13 @@ choice, the connection pool and the connection-refused test alike for all of the
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx2
 import openai
+import orjson
+from openai.types.chat import ChatCompletion
+from pydantic import ValidationError
 
 
 def pooled_client(*, base_url: str | None, api_key: str, timeout_s: float, concurrency: int) -> openai.AsyncOpenAI:
@@ -41,6 +46,27 @@ async def post_chat_completion(
     several KB of escaped Chinese text).
     """
     return await client.post("/chat/completions", cast_to=httpx2.Response, content=payload, options=options)
+
+
+def parse_completion(raw: bytes, fail: Callable[[str], Exception]) -> ChatCompletion:
+    """Parse a chat completion in pydantic-core (~7x faster than the SDK's own object building, which
+    dominated with logprobs: one object per returned token); servers whose answer does not validate
+    strictly (a missing ``created``…) still get the SDK's lenient construction.
+
+    An answer that is not a JSON object raises ``fail(problem)``, ``problem`` worded to follow the
+    caller's name for the server (``"answered with invalid JSON: …"``).
+    """
+    try:
+        return ChatCompletion.model_validate_json(raw)
+    except ValidationError:
+        pass
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise fail(f"answered with invalid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise fail("answered with a JSON value that is not an object")
+    return ChatCompletion.construct(**data)
 
 
 def refused(exc: BaseException) -> bool:

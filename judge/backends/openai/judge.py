@@ -20,9 +20,8 @@ from openai.types.chat import (
 )
 from openai.types.chat.chat_completion import Choice
 from openai.types.completion_usage import CompletionUsage
-from pydantic import ValidationError
 
-from judge.backends.openai.client import pooled_client, post_chat_completion, refused
+from judge.backends.openai.client import parse_completion, pooled_client, post_chat_completion, refused
 from judge.backends.openai.hedge import HedgePolicy, hedged
 from judge.backends.openai.logprobs import score_distributions
 from judge.backends.openai.parsing import ParseResult, parse_group_scores, parse_scores, quoted_objects
@@ -495,17 +494,5 @@ def _api_key(profile: JudgeProfile) -> str:
 
 
 def _completion(raw: bytes) -> ChatCompletion:
-    """Parse a chat completion in pydantic-core (~7x faster than the SDK's own object building, which
-    dominated with logprobs: one object per returned token); servers whose answer does not validate
-    strictly (a missing ``created``…) still get the SDK's lenient construction."""
-    try:
-        return ChatCompletion.model_validate_json(raw)
-    except ValidationError:
-        pass
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise _CallFailed(AxisStatus.judge_error, f"judge answered with invalid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise _CallFailed(AxisStatus.judge_error, "judge answered with a JSON value that is not an object")
-    return ChatCompletion.construct(**data)
+    """The judge's chat completion (:func:`judge.backends.openai.client.parse_completion`)."""
+    return parse_completion(raw, lambda problem: _CallFailed(AxisStatus.judge_error, f"judge {problem}"))
