@@ -206,7 +206,8 @@ def _axis_labels(report: AgreementReport, chinese: bool) -> dict[str, str]:
     return labels
 
 
-def _png(fig: Figure) -> bytes:
+def figure_png(fig: Figure) -> bytes:
+    """The figure as PNG bytes (shared by the agreement and perturbation-gradient reports)."""
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         # Without a CJK font, Chinese rater names draw as boxes; the figure is still worth having.
@@ -215,13 +216,15 @@ def _png(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def _figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
+    """A constrained-layout figure at 100 dpi, the size of every report figure's canvas."""
     from matplotlib.figure import Figure as _Figure
 
     return _Figure(figsize=(width, height), dpi=100, layout="constrained")
 
 
-def _fonts() -> AbstractContextManager[None]:
+def chart_fonts() -> AbstractContextManager[None]:
+    """matplotlib settings that draw Chinese labels where a CJK font is installed."""
     import matplotlib as mpl
 
     # DejaVu Sans first keeps Latin text as usual; the CJK font serves the glyphs DejaVu lacks.
@@ -234,10 +237,10 @@ def bars_png(report: AgreementReport, metrics: Sequence[str] = BAR_METRICS) -> b
     """Per-axis agreement bars (the group's metrics) with bootstrap CI error bars."""
     import numpy as np
 
-    with _fonts():
+    with chart_fonts():
         labels = _axis_labels(report, chinese=cjk_font() is not None)
         rows = [*report.group, report.group_overall]
-        fig = _figure(max(8.0, 0.75 * len(rows) + 2), 4.8)
+        fig = new_figure(max(8.0, 0.75 * len(rows) + 2), 4.8)
         ax = fig.add_subplot()
         x = np.arange(len(rows))
         width = 0.8 / len(metrics)
@@ -261,14 +264,14 @@ def bars_png(report: AgreementReport, metrics: Sequence[str] = BAR_METRICS) -> b
         ax.set_title(f"{report.rubric_ref}: {', '.join(report.raters)} ({report.ci_level:.0%} CI)", fontsize=9)
         ax.legend(fontsize=8, ncols=len(metrics))
         ax.grid(axis="y", alpha=0.3)
-        return _png(fig)
+        return figure_png(fig)
 
 
 def confusion_png(report: AgreementReport, pair: PairResult) -> bytes:
     """Confusion-matrix heatmaps of one pair: one per axis, the axes pooled, and the sample-level pass decision."""
     import numpy as np
 
-    with _fonts():
+    with chart_fonts():
         labels = _axis_labels(report, chinese=cjk_font() is not None)
         panels: list[tuple[str, list[list[int]], list[str]]] = [
             (labels[row.axis], row.confusion, ["1", "2", "3", "4", "5"]) for row in [*pair.axes, pair.overall]
@@ -276,7 +279,7 @@ def confusion_png(report: AgreementReport, pair: PairResult) -> bytes:
         panels.append(("pass (sample)", pair.pass_confusion, ["fail", "pass"]))
         cols = 4
         grid_rows = -(-len(panels) // cols)
-        fig = _figure(3.0 * cols, 2.9 * grid_rows)
+        fig = new_figure(3.0 * cols, 2.9 * grid_rows)
         for index, (title, counts, ticks) in enumerate(panels):
             ax = fig.add_subplot(grid_rows, cols, index + 1)
             table = np.asarray(counts, dtype=float)
@@ -293,7 +296,7 @@ def confusion_png(report: AgreementReport, pair: PairResult) -> bytes:
                 ax.set_ylabel(pair.rater_a, fontsize=7)
             ax.set_xlabel(pair.rater_b, fontsize=7)
         fig.suptitle(f"{pair.rater_a} (rows) vs {pair.rater_b} (columns), row-normalised colour", fontsize=9)
-        return _png(fig)
+        return figure_png(fig)
 
 
 class ReportFiles(BaseModel):
@@ -302,7 +305,8 @@ class ReportFiles(BaseModel):
     figures: list[Path]
 
 
-def _data_uri(png: bytes) -> str:
+def png_data_uri(png: bytes) -> str:
+    """A PNG as a data URI, so that an HTML report is one self-contained file."""
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
@@ -354,7 +358,7 @@ def render_html(report: AgreementReport, figures: Sequence[tuple[str, str, bytes
             return ""
         caption, png = images[fid]
         return (
-            f'<figure><img id="{esc(fid)}" alt="{esc(caption)}" src="{_data_uri(png)}">'
+            f'<figure><img id="{esc(fid)}" alt="{esc(caption)}" src="{png_data_uri(png)}">'
             f"<figcaption>{esc(caption)}</figcaption></figure>"
         )
 

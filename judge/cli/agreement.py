@@ -7,8 +7,9 @@ that need them, so the CLI starts as fast as before.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, cast
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import typer
 from rich.console import Console
@@ -19,6 +20,8 @@ from judge.errors import RubricJudgeError
 from judge.settings import get_settings
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from judge.agreement.ratings import RatingIssue, RatingsFormat
     from judge.agreement.report import AgreementReport
     from judge.agreement.stability import PositionReport, StabilityReport
@@ -27,11 +30,27 @@ ratings_app = typer.Typer(
     help="Import ratings (human raters, other judges) for agreement studies.", no_args_is_help=True
 )
 console = Console()
+_T = TypeVar("_T")
 err_console = Console(stderr=True)
 
 
 def _fail(exc: RubricJudgeError) -> typer.Exit:
     return fail(exc)  # one line and a hint (judge.cli.errors)
+
+
+def _run(main: Coroutine[Any, Any, _T]) -> _T:
+    """Run a command's coroutine; a domain error ends the command with the CLI's one-line failure."""
+    try:
+        return asyncio.run(main)
+    except RubricJudgeError as exc:
+        raise _fail(exc) from exc
+
+
+def _write_json(report: BaseModel, out: Path | None) -> None:
+    """Write ``report`` as indented JSON to ``out``, if asked for."""
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(report.model_dump_json(indent=2), encoding="utf-8")
 
 
 def _issues_table(title: str, issues: list[RatingIssue]) -> Table:
@@ -82,10 +101,7 @@ def ratings_import(
             return 1
         return 0
 
-    try:
-        code = asyncio.run(main())
-    except RubricJudgeError as exc:
-        raise _fail(exc) from exc
+    code = _run(main())
     raise typer.Exit(code=code)
 
 
@@ -104,11 +120,8 @@ def ratings_raters(
             async with runtime.sessions() as session:
                 return await RatingRepository(session).raters(rubric_obj.content_hash)
 
-    try:
-        for rater in asyncio.run(main()):
-            typer.echo(rater)
-    except RubricJudgeError as exc:
-        raise _fail(exc) from exc
+    for rater in _run(main()):
+        typer.echo(rater)
 
 
 def agreement(
@@ -129,10 +142,7 @@ def agreement(
             rubric_obj = runtime.rubrics.resolve(rubric)
             return await agreement_from_store(runtime.sessions, rubric_obj, raters, n_boot=n_boot, seed=seed)
 
-    try:
-        report = asyncio.run(main())
-    except RubricJudgeError as exc:
-        raise _fail(exc) from exc
+    report = _run(main())
     files = write_report(report, out)
     for table in terminal_tables(report):  # in groups that fit 100 columns
         console.print(table)
@@ -213,17 +223,12 @@ def stability(
                 n_boot=n_boot, seed=seed, on_run=done,
             )  # fmt: skip
 
-    try:
-        report = asyncio.run(main())
-    except RubricJudgeError as exc:
-        raise _fail(exc) from exc
+    report = _run(main())
     console.print(_stability_table(report))
     flips = "–" if report.pass_flip_share is None else f"{report.pass_flip_share:.1%}"
     console.print(f"pass decision flips between runs on {flips} of {report.n_pass_samples} samples")
     console.print(f"stored runs {report.runs[0]}..{report.runs[-1]} as ratings by {report.rater}")
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(report.model_dump_json(indent=2), encoding="utf-8")
+    _write_json(report, out)
 
 
 def _positions_table(report: PositionReport) -> Table:
@@ -269,14 +274,9 @@ def positions(
             rubric_obj = runtime.rubrics.resolve(rubric)
             return await positions_from_store(runtime.sessions, rubric_obj, judge, n_boot=n_boot, seed=seed)
 
-    try:
-        report = asyncio.run(main())
-    except RubricJudgeError as exc:
-        raise _fail(exc) from exc
+    report = _run(main())
     console.print(_positions_table(report))
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(report.model_dump_json(indent=2), encoding="utf-8")
+    _write_json(report, out)
 
 
 def register(app: typer.Typer) -> None:

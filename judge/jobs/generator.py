@@ -15,6 +15,7 @@ from typing import Any
 import openai
 from openai.types.chat import ChatCompletion
 
+from judge.backends.openai.client import refused
 from judge.backends.openai.prompts import fence, new_nonce
 from judge.backends.openai.retry import make_retrying
 from judge.errors import JudgeUnavailable
@@ -170,9 +171,9 @@ class Generator:
             raise GenerationFailed(f"generator answered HTTP {exc.status_code}: {exc.message}") from exc
         except openai.APIConnectionError as exc:  # APITimeoutError included
             # aiohttp reports a refused connect as a timeout: tell the two apart.
-            if isinstance(exc, openai.APITimeoutError) and not _refused(exc):
+            if isinstance(exc, openai.APITimeoutError) and not refused(exc):
                 raise GenerationFailed(f"generator call timed out (timeout_s={profile.timeout_s})") from exc
-            reason = "connection refused" if _refused(exc) else str(exc)
+            reason = "connection refused" if refused(exc) else str(exc)
             raise GenerationFailed(f"cannot connect to generator at {self._client.base_url}: {reason}") from exc
         except openai.OpenAIError as exc:
             raise GenerationFailed(f"{type(exc).__name__}: {exc}") from exc
@@ -211,15 +212,3 @@ def _api_key(profile: JudgeProfile) -> str:
             field="generator",
         )
     return os.environ[profile.api_key_env] or "EMPTY"
-
-
-def _refused(exc: BaseException) -> bool:
-    """A refused or reset connection somewhere down the cause chain (not a slow server)."""
-    link: BaseException | None = exc
-    for _ in range(8):
-        if link is None:
-            return False
-        if isinstance(link, ConnectionError) or isinstance(getattr(link, "os_error", None), ConnectionError):
-            return True
-        link = link.__cause__ or link.__context__
-    return False

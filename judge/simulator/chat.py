@@ -11,13 +11,12 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-import httpx2
 import openai
 import orjson
 from openai.types.chat import ChatCompletion
-from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_before_delay, wait_random_exponential
 
+from judge.backends.openai.client import parse_completion, pooled_client, post_chat_completion
 from judge.backends.openai.retry import BACKOFF_MAX_S, BACKOFF_MULTIPLIER_S, is_retryable, wait_retry_after
 from judge.profiles import ChatProfile
 from judge.simulator.errors import SimulatorFailed
@@ -37,18 +36,12 @@ class ChatModel:
     def __init__(self, profile: ChatProfile, client: openai.AsyncOpenAI | None = None) -> None:
         self.profile = profile
         self._owns_client = client is None
-        self._client = client or openai.AsyncOpenAI(
+        # Pooled over aiohttp, as the judge's: httpcore's pool dominated the CPU profile at high concurrency.
+        self._client = client or pooled_client(
             base_url=profile.base_url,
             api_key=_api_key(profile),
-            timeout=profile.timeout_s,
-            max_retries=0,
-            # aiohttp, as the judge does: httpcore's pool dominated the CPU profile at high concurrency.
-            http_client=openai.DefaultAioHttpClient(
-                limits=httpx2.Limits(
-                    max_connections=profile.concurrency, max_keepalive_connections=profile.concurrency
-                ),
-                timeout=profile.timeout_s,
-            ),
+            timeout_s=profile.timeout_s,
+            concurrency=profile.concurrency,
         )
         self._semaphore = asyncio.Semaphore(profile.concurrency)
 
@@ -80,11 +73,10 @@ class ChatModel:
 
         async def attempt() -> ChatCompletion:
             async with self._semaphore:
-                raw = await self._client.post(
-                    "/chat/completions",
-                    cast_to=httpx2.Response,
-                    content=payload,
-                    options={"timeout": profile.timeout_s, "headers": {"Content-Type": "application/json"}},
+                raw = await post_chat_completion(
+                    self._client,
+                    payload,
+                    {"timeout": profile.timeout_s, "headers": {"Content-Type": "application/json"}},
                 )
             return _completion(raw.content, profile.name, _field(json_output))
 
@@ -114,17 +106,7 @@ class ChatModel:
 
 def _completion(raw: bytes, name: str, field: str) -> ChatCompletion:
     """Strict parsing first (fast); servers whose answer misses optional-looking fields get lenient parsing."""
-    try:
-        return ChatCompletion.model_validate_json(raw)
-    except ValidationError:
-        pass
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise SimulatorFailed(f"{name} answered with invalid JSON: {exc}", field=field) from exc
-    if not isinstance(data, dict):
-        raise SimulatorFailed(f"{name} answered with a JSON value that is not an object", field=field)
-    return ChatCompletion.construct(**data)
+    return parse_completion(raw, lambda problem: SimulatorFailed(f"{name} {problem}", field=field))
 
 
 def _field(json_output: bool) -> str:

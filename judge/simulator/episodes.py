@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import orjson
 from pydantic import ValidationError
@@ -140,40 +140,48 @@ def _write(fh: IO[bytes], obj: dict[str, Any]) -> None:
     os.fsync(fh.fileno())
 
 
-async def simulate_file(
-    service: SimulatorService,
+class CaseFileStats(Protocol):
+    """The counters every case-file run keeps (its own stats add the rest)."""
+
+    skipped: int
+    invalid: int
+    failed: int
+    errors: list[str]
+
+
+async def process_case_file(
     source: Path,
     out: Path,
     errors: Path,
-    config: EpisodeConfig,
+    stats: CaseFileStats,
+    work: Callable[[PatientCase], Awaitable[dict[str, Any]]],
+    on_record: Callable[[dict[str, Any]], None],
     *,
-    concurrency: int = 4,
-    on_progress: Callable[[int], None] | None = None,
-) -> EpisodeStats:
-    """One episode per case line not yet in ``out``/``errors``; lines are written as episodes finish."""
-    stats = EpisodeStats()
+    concurrency: int,
+    on_progress: Callable[[int], None] | None,
+) -> None:
+    """Run ``work`` on each case line of ``source`` not yet in ``out``/``errors`` and write one line per case.
+
+    Shared by episodes and the perturbation gradient: a record goes to ``out`` (``on_record`` counts it), an
+    invalid case line to ``errors`` for good, and a case whose ``work`` raises a domain error is only reported,
+    so that a rerun tries it again.
+    """
     skip = done_lines([out, errors])
     stats.skipped = skip.count
     out.parent.mkdir(parents=True, exist_ok=True)
-    errors.parent.mkdir(parents=True, exist_ok=True)
     slots = asyncio.Semaphore(concurrency)
     with out.open("ab") as out_fh, errors.open("ab") as err_fh:
 
         async def one(number: int, case: PatientCase) -> None:
             async with slots:
                 try:
-                    episode = await run_episode(service, case, config)
+                    record = await work(case)
                 except RubricJudgeError as exc:
                     stats.failed += 1
                     stats.errors.append(f"line {number}: {exc.message}")
                 else:
-                    _write(out_fh, {"line": number, **episode})
-                    stats.episodes += 1
-                    stats.turns += len(episode["turns"])
-                    reason = episode["end_reason"]
-                    stats.end_reasons[reason] = stats.end_reasons.get(reason, 0) + 1
-                    if episode["summary"]["episode_reward"] is not None:
-                        stats.rewards.append(episode["summary"]["episode_reward"])
+                    _write(out_fh, {"line": number, **record})
+                    on_record(record)
             if on_progress is not None:
                 on_progress(1)
 
@@ -191,4 +199,34 @@ async def simulate_file(
                 await asyncio.gather(*tasks)
                 tasks = []
         await asyncio.gather(*tasks)
+
+
+async def simulate_file(
+    service: SimulatorService,
+    source: Path,
+    out: Path,
+    errors: Path,
+    config: EpisodeConfig,
+    *,
+    concurrency: int = 4,
+    on_progress: Callable[[int], None] | None = None,
+) -> EpisodeStats:
+    """One episode per case line not yet in ``out``/``errors``; lines are written as episodes finish."""
+    stats = EpisodeStats()
+    errors.parent.mkdir(parents=True, exist_ok=True)
+
+    async def episode_of(case: PatientCase) -> dict[str, Any]:
+        return await run_episode(service, case, config)
+
+    def count(episode: dict[str, Any]) -> None:
+        stats.episodes += 1
+        stats.turns += len(episode["turns"])
+        reason = episode["end_reason"]
+        stats.end_reasons[reason] = stats.end_reasons.get(reason, 0) + 1
+        if episode["summary"]["episode_reward"] is not None:
+            stats.rewards.append(episode["summary"]["episode_reward"])
+
+    await process_case_file(
+        source, out, errors, stats, episode_of, count, concurrency=concurrency, on_progress=on_progress
+    )
     return stats

@@ -7,7 +7,6 @@ it. The statistics and the report files are in :mod:`judge.simulator.gradient_re
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,12 +14,10 @@ from typing import Any
 
 import orjson
 
-from judge.errors import RubricJudgeError
 from judge.profiles import ChatProfile, JudgeProfile
-from judge.resume import done_lines
 from judge.samples import Message, SampleIn, normalise
 from judge.service import ScoreOptions, score_samples
-from judge.simulator.episodes import read_cases
+from judge.simulator.episodes import process_case_file
 from judge.simulator.schemas import Intensity, PatientCase
 from judge.simulator.service import SimulatorService
 from rubrics.schema import Rubric
@@ -88,43 +85,16 @@ async def collect_gradient(
 ) -> GradientStats:
     """A line in ``rows`` per case of ``source`` not yet there; failed cases are reported and retried next run."""
     stats = GradientStats()
-    skip = done_lines([rows, errors])
-    stats.skipped = skip.count
-    rows.parent.mkdir(parents=True, exist_ok=True)
-    slots = asyncio.Semaphore(concurrency)
-    with rows.open("ab") as rows_fh, errors.open("ab") as err_fh:
 
-        def write(fh: Any, obj: dict[str, Any]) -> None:
-            fh.write(orjson.dumps(obj) + b"\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+    async def gradient_of(case: PatientCase) -> dict[str, Any]:
+        return await gradient_case(service, case, config)
 
-        async def one(number: int, case: PatientCase) -> None:
-            async with slots:
-                try:
-                    record = await gradient_case(service, case, config)
-                except RubricJudgeError as exc:
-                    stats.failed += 1
-                    stats.errors.append(f"line {number}: {exc.message}")
-                else:
-                    write(rows_fh, {"line": number, **record})
-                    stats.cases += 1
-            if on_progress is not None:
-                on_progress(1)
+    def count(_: dict[str, Any]) -> None:
+        stats.cases += 1
 
-        tasks: list[asyncio.Task[None]] = []
-        for number, case, error in read_cases(source, skip):
-            if case is None:
-                write(err_fh, {"line": number, "error": error})
-                stats.invalid += 1
-                if on_progress is not None:
-                    on_progress(1)
-                continue
-            tasks.append(asyncio.create_task(one(number, case)))
-            if len(tasks) >= concurrency * 4:
-                await asyncio.gather(*tasks)
-                tasks = []
-        await asyncio.gather(*tasks)
+    await process_case_file(
+        source, rows, errors, stats, gradient_of, count, concurrency=concurrency, on_progress=on_progress
+    )
     return stats
 
 

@@ -9,24 +9,28 @@ Wilcoxon signed-rank test on rewards. Intervals are percentile bootstrap interva
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 
 from judge.agreement.bootstrap import bootstrap, percentile_ci
-from judge.agreement.report import Estimate, MaybeFloat, cjk_font, format_estimate
+from judge.agreement.report import (
+    Estimate,
+    MaybeFloat,
+    chart_fonts,
+    cjk_font,
+    figure_png,
+    format_estimate,
+    new_figure,
+    png_data_uri,
+)
 from rubrics.schema import Rubric
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 LEVEL_TITLES = {
     "formal": ("规范", "formal"),
@@ -200,24 +204,11 @@ def compute_gradient(
 # -- files ----------------------------------------------------------------------------------------------------
 
 
-def _png(fig: Figure) -> bytes:
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
-        fig.savefig(buffer, format="png", dpi=fig.dpi)
-    return buffer.getvalue()
-
-
 def gradient_png(report: GradientReport) -> bytes:
     """Left: pass rate by level with 95% CI bars. Right: per-axis mean score by level."""
-    import matplotlib as mpl
-    from matplotlib.figure import Figure as _Figure
-
-    font = cjk_font()
-    families = ["DejaVu Sans", font] if font else ["DejaVu Sans"]
-    chinese = font is not None
-    with mpl.rc_context({"font.family": families, "axes.unicode_minus": False}):
-        fig = _Figure(figsize=(11, 4.5), dpi=100, layout="constrained")
+    chinese = cjk_font() is not None
+    with chart_fonts():
+        fig = new_figure(11, 4.5)
         left, right = fig.subplots(1, 2)
         x = np.arange(len(report.levels))
         names = [
@@ -247,7 +238,7 @@ def gradient_png(report: GradientReport) -> bytes:
         right.set_ylabel("平均分 mean score" if chinese else "mean score")
         right.set_title("各维度平均分 · Axis means" if chinese else "Axis means")
         right.legend(fontsize=7, ncol=2, loc="lower left")
-        return _png(fig)
+        return figure_png(fig)
 
 
 _CSS = """
@@ -316,8 +307,8 @@ def render_html(report: GradientReport, png: bytes) -> str:
         else "只有一个扰动强度，没有下降可报告 · one level only: no drop to report"
     )
     image = (
-        f'<figure><img id="fig-gradient" alt="perturbation gradient" src="data:image/png;base64,'
-        f'{base64.b64encode(png).decode("ascii")}"><figcaption>通过率与各维度平均分（95% 置信区间）· '
+        f'<figure><img id="fig-gradient" alt="perturbation gradient" src="{png_data_uri(png)}">'
+        "<figcaption>通过率与各维度平均分（95% 置信区间）· "
         "pass rate and axis means (95% CI)</figcaption></figure>"
     )
     return (

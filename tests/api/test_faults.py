@@ -5,8 +5,6 @@ hundred one-sample requests, outages of seconds, every wait with a timeout."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,24 +15,16 @@ from sqlalchemy import select
 from api.app import create_app
 from judge.settings import Settings
 from judge.store.database import create_engine
-from judge.store.migrate import upgrade
 from judge.store.models import VerdictRow
 from tests.api.conftest import running
 from tests.api.samples import sample, score_body
-from tests.support.private_services import PrivatePostgres
+from tests.support.private_services import PrivatePostgres, migrated_private_postgres
 
 
 @pytest.fixture(scope="module")
 async def private_pg() -> AsyncIterator[PrivatePostgres]:
-    directory = Path(tempfile.mkdtemp(prefix="rj-private-pg-"))
-    cluster = PrivatePostgres(directory)
-    cluster.start()
-    try:
-        await upgrade(cluster.url)
+    async with migrated_private_postgres() as cluster:
         yield cluster
-    finally:
-        cluster.stop("immediate")
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 async def _stored(url: str, ids: set[str]) -> set[str]:

@@ -11,10 +11,14 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
+from judge.store.migrate import upgrade
 
 
 def free_port() -> int:
@@ -139,3 +143,18 @@ class PrivateRedis:
             self._proc.kill()
             self._proc.wait(timeout=10)
             self._proc = None
+
+
+@contextlib.asynccontextmanager
+async def migrated_private_postgres() -> AsyncIterator[PrivatePostgres]:
+    """A started, migrated private cluster, stopped (immediate) and removed on exit: for module fixtures."""
+    # Not under pytest's tmp folder: that one is private to root, and the cluster runs as user postgres.
+    directory = Path(tempfile.mkdtemp(prefix="rj-private-pg-"))
+    cluster = PrivatePostgres(directory)
+    cluster.start()
+    try:
+        await upgrade(cluster.url)
+        yield cluster
+    finally:
+        cluster.stop("immediate")
+        shutil.rmtree(directory, ignore_errors=True)

@@ -9,7 +9,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-import httpx2
 import openai
 import orjson
 from openai.types.chat import (
@@ -21,8 +20,8 @@ from openai.types.chat import (
 )
 from openai.types.chat.chat_completion import Choice
 from openai.types.completion_usage import CompletionUsage
-from pydantic import ValidationError
 
+from judge.backends.openai.client import parse_completion, pooled_client, post_chat_completion, refused
 from judge.backends.openai.hedge import HedgePolicy, hedged
 from judge.backends.openai.logprobs import score_distributions
 from judge.backends.openai.parsing import ParseResult, parse_group_scores, parse_scores, quoted_objects
@@ -103,20 +102,11 @@ class OpenAIJudge:
         self._model = profile.model
         self._owns_client = client is None
         if client is None:
-            client = openai.AsyncOpenAI(
+            client = pooled_client(
                 base_url=profile.base_url,
                 api_key=_api_key(profile),
-                timeout=profile.timeout_s,
-                # Retries are tenacity's alone (.retry), so they are counted and bounded in one place.
-                max_retries=0,
-                # aiohttp rather than httpx: httpcore's pool scans every connection on each request,
-                # which dominated the CPU profile at judge concurrency 64 (see bench/README.md).
-                http_client=openai.DefaultAioHttpClient(
-                    limits=httpx2.Limits(
-                        max_connections=profile.concurrency, max_keepalive_connections=profile.concurrency
-                    ),
-                    timeout=profile.timeout_s,
-                ),
+                timeout_s=profile.timeout_s,
+                concurrency=profile.concurrency,
             )
         self._client = client
         # Per request only for an injected client, so that it keeps to the profile's timeout; our own client has
@@ -372,17 +362,7 @@ class OpenAIJudge:
                 if went_out is not None:
                     went_out.set()
                 sent = time.perf_counter()
-                # The SDK's documented raw ``post``: same client, auth, base URL and error types as
-                # ``chat.completions.create``, without re-walking the typed parameters on every call
-                # (about half a millisecond of CPU each, at hundreds of calls a second).
-                raw = await self._client.post(
-                    "/chat/completions",
-                    cast_to=httpx2.Response,
-                    # Serialised once here by orjson: the SDK's stdlib encoder was 7 % of the API's CPU on
-                    # prompts of several KB of escaped Chinese text.
-                    content=payload,
-                    options=self._request_options,
-                )
+                raw = await post_chat_completion(self._client, payload, self._request_options)
             if self._hedge is not None:
                 self._hedge.observe(time.perf_counter() - sent)
             return _completion(raw.content)
@@ -444,13 +424,13 @@ class OpenAIJudge:
     def _classify(self, exc: Exception) -> _CallFailed:
         if isinstance(exc, _CallFailed):
             return exc
-        if isinstance(exc, openai.APITimeoutError) and not _refused(exc):
+        if isinstance(exc, openai.APITimeoutError) and not refused(exc):
             return _CallFailed(AxisStatus.timeout, f"judge call timed out (timeout_s={self.profile.timeout_s})")
         if isinstance(exc, openai.APIStatusError):
             return _CallFailed(AxisStatus.judge_error, f"judge answered HTTP {exc.status_code}: {exc.message}")
         if isinstance(exc, openai.APIConnectionError):
             # aiohttp words a refused connect as "Request timed out."; say what happened.
-            reason = "connection refused" if _refused(exc) else str(exc)
+            reason = "connection refused" if refused(exc) else str(exc)
             return _CallFailed(AxisStatus.judge_error, f"cannot connect to judge at {self._client.base_url}: {reason}")
         if not isinstance(exc, openai.OpenAIError):
             logger.warning("judge %s: unexpected failure", self.profile.name, exc_info=exc)
@@ -513,34 +493,6 @@ def _api_key(profile: JudgeProfile) -> str:
     return os.environ[profile.api_key_env] or "EMPTY"
 
 
-def _refused(exc: BaseException) -> bool:
-    """A connection refused or reset somewhere down the cause chain.
-
-    The aiohttp transport reports every failed connect as a connect *timeout*; a refused connection is
-    an unreachable judge (judge_error), not a slow one (timeout), and callers treat the two differently.
-    """
-    link: BaseException | None = exc
-    for _ in range(8):
-        if link is None:
-            return False
-        if isinstance(link, ConnectionError) or isinstance(getattr(link, "os_error", None), ConnectionError):
-            return True
-        link = link.__cause__ or link.__context__
-    return False
-
-
 def _completion(raw: bytes) -> ChatCompletion:
-    """Parse a chat completion in pydantic-core (~7x faster than the SDK's own object building, which
-    dominated with logprobs: one object per returned token); servers whose answer does not validate
-    strictly (a missing ``created``…) still get the SDK's lenient construction."""
-    try:
-        return ChatCompletion.model_validate_json(raw)
-    except ValidationError:
-        pass
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise _CallFailed(AxisStatus.judge_error, f"judge answered with invalid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise _CallFailed(AxisStatus.judge_error, "judge answered with a JSON value that is not an object")
-    return ChatCompletion.construct(**data)
+    """The judge's chat completion (:func:`judge.backends.openai.client.parse_completion`)."""
+    return parse_completion(raw, lambda problem: _CallFailed(AxisStatus.judge_error, f"judge {problem}"))

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import json.decoder
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -191,15 +191,25 @@ def _axes_of(node: _Node, axis_keys: Sequence[str]) -> dict[str, _Node] | None:
     return None
 
 
-def _shaped(node: _Node, axis_keys: Sequence[str]) -> Iterator[tuple[_Node, dict[str, _Node]]]:
-    """(holder, axes) of the objects of the expected shape in ``node``, outermost first and in document order."""
-    axes = _axes_of(node, axis_keys)
-    if axes is not None:
-        yield node, axes
+def _outermost(
+    node: _Node, shape: Callable[[_Node], dict[str, _Node] | None]
+) -> Iterator[tuple[_Node, dict[str, _Node]]]:
+    """(holder, members) of the objects in ``node`` that ``shape`` accepts, outermost first, in document order.
+
+    Once an object has the shape, nothing inside it is looked at (single and group answers alike).
+    """
+    found = shape(node)
+    if found is not None:
+        yield node, found
         return
     children = node.members.values() if node.kind == "object" else node.items
     for child in children:
-        yield from _shaped(child, axis_keys)
+        yield from _outermost(child, shape)
+
+
+def _shaped(node: _Node, axis_keys: Sequence[str]) -> Iterator[tuple[_Node, dict[str, _Node]]]:
+    """(holder, axes) of the objects of the expected shape in ``node``, outermost first and in document order."""
+    return _outermost(node, lambda candidate: _axes_of(candidate, axis_keys))
 
 
 def _value(node: _Node) -> Any:
@@ -238,17 +248,31 @@ def _is_quoted(forbidden: frozenset[bytes], *nodes: _Node) -> bool:
     return bool(forbidden) and any(_canonical(_value(node)) in forbidden for node in nodes)
 
 
-def _choose(results: list[ParseResult]) -> ParseResult | None:
-    """The verdict among parsed candidates (document order): see the module docstring."""
-    if not results:
-        return None
+_Result = TypeVar("_Result", "ParseResult", "GroupParseResult")
+
+
+def _choose(results: list[_Result], scores: Callable[[_Result], object]) -> _Result | None:
+    """The verdict among parsed candidates (at least one, document order): see the module docstring.
+
+    The last complete one when every complete one has the same ``scores``; with none complete, the last one;
+    None when complete ones disagree (the caller words that error for its kind of answer).
+    """
     complete = [result for result in results if result.ok]
     if not complete:
         return results[-1]
-    first = {key: axis.score for key, axis in complete[0].axes.items()}
-    if any({key: axis.score for key, axis in other.axes.items()} != first for other in complete[1:]):
-        return ParseResult(axes={key: AxisParse(error=DISAGREE) for key in first}, error=DISAGREE)
+    first = scores(complete[0])
+    if any(scores(other) != first for other in complete[1:]):
+        return None
     return complete[-1]
+
+
+def _all_failed(axis_keys: Iterable[str], error: str) -> ParseResult:
+    """A result whose every axis failed for one answer-level ``error``."""
+    return ParseResult(axes={key: AxisParse(error=error) for key in axis_keys}, error=error)
+
+
+def _scores(result: ParseResult) -> dict[str, int | None]:
+    return {key: axis.score for key, axis in result.axes.items()}
 
 
 def _score(node: _Node, text: str) -> tuple[int | None, int | None, str | None]:
@@ -308,10 +332,10 @@ def parse_scores(
             if _is_quoted(quoted, obj, holder):
                 continue
             candidates.append(ParseResult(axes={key: _axis(key, axes.get(key), text) for key in axis_keys}))
-    chosen = _choose(candidates)
-    if chosen is None:
-        return ParseResult(axes={key: AxisParse(error=NO_OBJECT) for key in axis_keys}, error=NO_OBJECT)
-    return chosen
+    if not candidates:
+        return _all_failed(axis_keys, NO_OBJECT)
+    chosen = _choose(candidates, _scores)
+    return chosen if chosen is not None else _all_failed(axis_keys, DISAGREE)
 
 
 @dataclass(frozen=True)
@@ -365,13 +389,8 @@ def _candidates_of(node: _Node, labels: Sequence[str], axis_keys: Sequence[str])
 def _shaped_groups(
     node: _Node, labels: Sequence[str], axis_keys: Sequence[str]
 ) -> Iterator[tuple[_Node, dict[str, _Node]]]:
-    found = _candidates_of(node, labels, axis_keys)
-    if found is not None:
-        yield node, found
-        return
-    children = node.members.values() if node.kind == "object" else node.items
-    for child in children:
-        yield from _shaped_groups(child, labels, axis_keys)
+    """(holder, candidates) of the group answers in ``node``, outermost first and in document order."""
+    return _outermost(node, lambda candidate: _candidates_of(candidate, labels, axis_keys))
 
 
 def _plain_score(value: Any) -> tuple[int | None, str | None]:
@@ -480,20 +499,17 @@ def parse_group_scores(
                 continue
             parsed.append(_group_result(candidates, labels, axis_keys, text))
     if not parsed:
-        missing = ParseResult(axes={key: AxisParse(error=NO_GROUP_OBJECT) for key in axis_keys}, error=NO_GROUP_OBJECT)
-        return GroupParseResult(candidates=dict.fromkeys(labels, missing), error=NO_GROUP_OBJECT)
-    complete = [result for result in parsed if result.ok]
-    if not complete:
-        return parsed[-1]
-    first = _group_scores(complete[0])
-    if any(_group_scores(other) != first for other in complete[1:]):
-        disagree = ParseResult(axes={key: AxisParse(error=DISAGREE) for key in axis_keys}, error=DISAGREE)
-        return GroupParseResult(candidates=dict.fromkeys(labels, disagree), error=DISAGREE)
-    return complete[-1]
+        return GroupParseResult(
+            candidates=dict.fromkeys(labels, _all_failed(axis_keys, NO_GROUP_OBJECT)), error=NO_GROUP_OBJECT
+        )
+    chosen = _choose(parsed, _group_scores)
+    if chosen is None:
+        return GroupParseResult(candidates=dict.fromkeys(labels, _all_failed(axis_keys, DISAGREE)), error=DISAGREE)
+    return chosen
 
 
 def _group_scores(result: GroupParseResult) -> dict[str, dict[str, int | None]]:
-    return {label: {key: axis.score for key, axis in r.axes.items()} for label, r in result.candidates.items()}
+    return {label: _scores(r) for label, r in result.candidates.items()}
 
 
 def _group_result(
@@ -504,8 +520,7 @@ def _group_result(
         node = chosen.get(label)
         axes = _axes_of(node, axis_keys) if node is not None else None
         if axes is None:
-            error = f"candidate {label!r} missing from the answer"
-            results[label] = ParseResult(axes={key: AxisParse(error=error) for key in axis_keys}, error=error)
+            results[label] = _all_failed(axis_keys, f"candidate {label!r} missing from the answer")
             continue
         results[label] = ParseResult(axes={key: _axis(key, axes.get(key), text) for key in axis_keys})
     return GroupParseResult(candidates=results)
