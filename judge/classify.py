@@ -9,6 +9,15 @@ unless ``use_activation``/``activation`` is false). Inputs are texts already ren
 template, token ids, or (vLLM's chat form) ``messages`` ending with the judged assistant turn, which the model's
 own template renders.
 
+Integrity (issue 9, ``docs/reward-integrity.md``): each input is read back into a conversation and a judged turn
+(the ``messages`` form as given; a rendered text or token ids split at their chat-template turn markers, as
+``/get_reward`` splits a query without a prompt) and checked as ``/v1/rewards`` checks an item. A judged turn with
+chat turn markers (``turn_markers``) or a conversation without a patient turn to answer (``conversation``) is
+refused: it is never scored, and its row is the route's failure shape (every entry of ``probs`` null, ``label``
+null), never a score of a part. The others aggregate with the same integrity facts as every other route
+(:func:`judge.integrity.facts.output_facts`), so a rubric's language and padding gates and its length policy hold.
+A text without turn markers cannot be read back; it is scored as before, without those facts.
+
 ``model`` names a reward_model judge profile, one of its ``aliases``, the profile's ``reward_model`` value, or a
 registered reward-model name. verl sends its ``reward_model.model_path`` (a path or a hub id); such a name (one
 with a ``/``) resolves to the reward_model profile when exactly one is configured.
@@ -16,16 +25,22 @@ with a ``/``) resolves to the reward_model profile when exactly one is configure
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from judge.errors import JudgeUnavailable
+from judge.integrity.facts import output_facts
 from judge.profiles import JudgeProfile
+from judge.rewards.openrlhf import QueryError, parse_query
+from judge.rewards.service import INTEGRITY_REASONS
 from judge.runtime import Runtime
-from judge.samples import split_completion
+from judge.samples import Message, Sample, SampleIn, normalise, split_completion
 from reward_model.data import Conversation, ModelInput, TokenIds
 from rubrics.aggregation import aggregate
 from rubrics.errors import RubricJudgeError
@@ -33,6 +48,8 @@ from rubrics.schema import Rubric
 from rubrics.storable import check_storable
 
 REWARD_CLASS = "reward"
+
+logger = logging.getLogger(__name__)
 
 
 class InvalidClassifyRequest(RubricJudgeError):
@@ -102,6 +119,58 @@ def conversation_of(messages: list[dict[str, Any]]) -> Conversation:
     return Conversation(messages=context, reasoning=reasoning.strip(), response=response.strip())
 
 
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """What an input says once read back: the sample (for the integrity facts), or why it is refused.
+
+    Both None for a text without chat-template turn markers: it cannot be read back, and is scored as before.
+    """
+
+    sample: Sample | None = None
+    # "<reason>: <message>", the reason as /v1/rewards gives it (turn_markers, conversation, input).
+    refused: str | None = None
+
+
+def judged_turn(context: list[tuple[str, str]], completion: str) -> Judged:
+    """Check a conversation and its raw judged completion as ``/v1/rewards`` checks an item (judge.samples)."""
+    try:
+        messages = [Message.model_validate({"role": role, "content": content}) for role, content in context]
+        return Judged(sample=normalise(SampleIn(messages=messages, completion=completion)))
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        reason = next((str(e["type"]) for e in errors if e.get("type") in INTEGRITY_REASONS), "input")
+        message = next((str(e.get("msg")) for e in errors if e.get("type") == reason), str(errors[0].get("msg")))
+        return Judged(refused=message if message.startswith(reason) else f"{reason}: {message}")
+
+
+def read_back(
+    item: ModelInput, messages: list[dict[str, Any]] | None, decode: Callable[[tuple[int, ...]], str]
+) -> Judged:
+    """The conversation and judged turn of one input; ``messages`` is the request's chat form when it has one.
+
+    The chat form's last turn is checked raw: split at ``</think>`` first, a forged turn written before the CoT
+    would vanish from both the CoT and the response. ``decode`` turns token ids back into text.
+    """
+    if messages is not None:
+        context = [(str(m["role"]), str(m["content"])) for m in messages[:-1]]
+        return judged_turn(context, str(messages[-1]["content"]))
+    if isinstance(item, Conversation):
+        return Judged()
+    text = decode(item.ids) if isinstance(item, TokenIds) else item
+    if not is_rendered_chat(text):
+        return Judged()
+    try:
+        parsed = parse_query(text)
+    except QueryError as exc:
+        return Judged(refused=f"conversation: {exc}")
+    return judged_turn([(m.role, m.content) for m in parsed.messages], parsed.completion)
+
+
+def is_rendered_chat(text: str) -> bool:
+    """Whether ``text`` is rendered with a chat template the splitter reads (ChatML/Qwen, Llama 3)."""
+    return "<|im_start|>" in text or "<|start_header_id|>" in text
+
+
 def _profile_for(profiles: list[JudgeProfile], requested: str | None) -> JudgeProfile | None:
     """The reward_model profile a request's ``model`` means, if any (see the module docstring)."""
     if requested is None:
@@ -157,14 +226,24 @@ async def classify(runtime: Runtime, body: ClassifyRequest) -> dict[str, Any]:
     missing = [k for k in rubric.axis_keys if k not in model.axis_keys]
     if missing:
         raise JudgeUnavailable(f"the reward model has no head for axes {missing}", field="model")
-    results = await engine.score(items)
+    judged = [read_back(item, body.messages, _decoder(model.tokenizer)) for item in items]
+    scored = [item for item, seen in zip(items, judged, strict=True) if seen.refused is None]
+    results = iter(await engine.score(scored)) if scored else iter(())
     activated = body.activated
     data: list[dict[str, Any]] = []
     prompt_tokens = 0
-    for index, scores in enumerate(results):
+    width = len(model.axis_keys) + 1
+    for index, seen in enumerate(judged):
+        if seen.refused is not None:
+            # Refused by an integrity guard: never scored, so no number at all (the route's failure shape).
+            logger.info("classify: input %d refused (%s)", index, seen.refused)
+            data.append({"index": index, "label": None, "probs": [float("nan")] * width, "num_classes": width})
+            continue
+        scores = next(results)
         expected = {k: min(5.0, max(1.0, scores.expected_of(k))) for k in scores.axis_keys}
         levels = {k: scores.level_of(k) for k in scores.axis_keys}
-        outcome = aggregate(rubric, levels, expected)
+        facts = output_facts(seen.sample, rubric).aggregation_kwargs() if seen.sample is not None else {}
+        outcome = aggregate(rubric, levels, expected, **facts)
         if activated:
             row = [scores.pass_probability(k, rubric.pass_policy.threshold_for(k)) for k in scores.axis_keys]
         else:
@@ -187,6 +266,15 @@ async def classify(runtime: Runtime, body: ClassifyRequest) -> dict[str, Any]:
             "prompt_tokens_details": None,
         },
     }
+
+
+def _decoder(tokenizer: Any) -> Callable[[tuple[int, ...]], str]:
+    """Token ids -> the text they spell, special tokens (the turn markers) kept."""
+
+    def decode(ids: tuple[int, ...]) -> str:
+        return str(tokenizer.decode(list(ids), skip_special_tokens=False))
+
+    return decode
 
 
 def error_body(message: str, status_code: int, param: str | None = None) -> dict[str, Any]:
