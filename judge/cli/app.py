@@ -101,7 +101,7 @@ def _schema_problem(url: str) -> str | None:
     from judge.store.schema import schema_state
 
     async def check() -> str | None:
-        engine = create_engine(url)
+        engine = create_engine(url, timeout_s=get_settings().db_timeout_s)  # a silent database must not hang serve
         try:
             return (await schema_state(engine)).problem
         except (OSError, TimeoutError) as exc:
