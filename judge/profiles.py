@@ -12,6 +12,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from judge.errors import InvalidRubric, JudgeNotFound, RubricJudgeError
+from rubrics.loader import YamlLimitExceeded, load_yaml_bounded
+from rubrics.schema import MAX_RUBRIC_BYTES
 
 # Bumped whenever prompt templates or output parsing change, so old cache entries stop matching.
 # 2: cache-friendly layout (static system, rubric and output format first; the nonce and judged texts after).
@@ -182,11 +184,29 @@ class ProfileRegistry:
         return list(self._profiles.values())
 
 
-def load_profiles(path: Path) -> list[JudgeProfile]:
+# A judges file holds a few dozen profiles: the rubric YAML limits (1 MiB, 200,000 nodes once aliases are
+# expanded) are ample, and keep a huge file or an alias bomb from hanging start-up or eating memory.
+MAX_JUDGES_FILE_BYTES = MAX_RUBRIC_BYTES
+
+
+def read_judges_yaml(path: Path) -> Any:
+    """The judges file parsed with the rubric loader's limits; every failure is one line naming the file."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise RubricJudgeError(f"cannot read judges file {path}: {exc}", field="judges_file") from exc
+        with path.open("rb") as handle:
+            data = handle.read(MAX_JUDGES_FILE_BYTES + 1)  # never more than the limit in memory
+        if len(data) > MAX_JUDGES_FILE_BYTES:
+            raise YamlLimitExceeded(f"over {MAX_JUDGES_FILE_BYTES} bytes; the file may have {MAX_JUDGES_FILE_BYTES}")
+        return load_yaml_bounded(data.decode("utf-8"), max_bytes=MAX_JUDGES_FILE_BYTES)
+    except YamlLimitExceeded as exc:
+        raise InvalidRubric(f"judges file {path} is over a limit: {exc}", field="judges_file") from exc
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
+        # YAML errors span several lines (marks, carets); the CLI prints one line.
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise RubricJudgeError(f"cannot read judges file {path}: {reason}", field="judges_file") from exc
+
+
+def load_profiles(path: Path) -> list[JudgeProfile]:
+    raw = read_judges_yaml(path)
     try:
         return JudgesFile.model_validate(raw).judges
     except ValidationError as exc:

@@ -51,7 +51,7 @@ class Runtime:
         ``SchemaNotReady`` (the CLI fails fast); the API passes False and reports it on ``/readyz``."""
         stack = AsyncExitStack()
         try:
-            engine = create_engine(settings.database_url, echo=settings.database_echo)
+            engine = create_engine(settings.database_url, echo=settings.database_echo, timeout_s=settings.db_timeout_s)
             stack.push_async_callback(engine.dispose)
             if require_schema:
                 await check_schema(engine)

@@ -16,6 +16,9 @@ class Settings(BaseSettings):
     # Storage: SQLite file by default so a fresh machine runs with no server.
     database_url: str = "sqlite+aiosqlite:///./rubric-judge.db"
     database_echo: bool = False
+    # PostgreSQL: seconds a connect, and each statement, may wait for the server before failing as an outage
+    # (the writer then holds and spools verdicts); a database that drops packets would otherwise hang it.
+    db_timeout_s: float = Field(default=30.0, gt=0)
     # Cache: unset means an in-process LRU.
     redis_url: str | None = None
     redis_prefix: str = "rj:"

@@ -19,7 +19,16 @@ from pydantic_core import ErrorDetails
 from rubrics.errors import InvalidRubric, RubricNotFound
 from rubrics.schema import MAX_RUBRIC_BYTES, Rubric
 
-__all__ = ["dump_yaml", "load_rubric", "load_rubric_file", "rubric_from_dict", "rubric_from_yaml"]
+__all__ = [
+    "MAX_YAML_NODES",
+    "YamlLimitExceeded",
+    "dump_yaml",
+    "load_rubric",
+    "load_rubric_file",
+    "load_yaml_bounded",
+    "rubric_from_dict",
+    "rubric_from_yaml",
+]
 
 # Enough errors to fix a file in one pass, few enough to stay readable in a log line.
 _MAX_REPORTED_ERRORS = 8
@@ -55,15 +64,31 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 MAX_YAML_NODES = 200_000
 
 
+class YamlLimitExceeded(ValueError):
+    """YAML text over a byte limit or expanding (through aliases) to more than :data:`MAX_YAML_NODES` nodes."""
+
+
+def load_yaml_bounded(text: str, *, max_bytes: int = MAX_RUBRIC_BYTES) -> Any:
+    """One YAML document, no repeated keys, at most ``max_bytes`` UTF-8 bytes and :data:`MAX_YAML_NODES` nodes
+    with every alias expanded; any YAML file the service reads from an operator or a client goes through here.
+
+    Raises :class:`YamlLimitExceeded` over a limit, ``yaml.YAMLError`` or ``RecursionError`` for bad YAML.
+    """
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        raise YamlLimitExceeded(f"{size} bytes; the file may have {max_bytes}")
+    return _load_bounded(text)
+
+
 def _load_bounded(text: str) -> Any:
     """Compose the one document, check its expanded size, then construct it (one parse)."""
-    loader = _UniqueKeyLoader(text)
+    loader = _UniqueKeyLoader(text)  # a SafeLoader subclass: no arbitrary objects
     try:
         node = loader.get_single_node()
         if node is None:
             return None
         if _expanded_size(node, {}) > MAX_YAML_NODES:
-            raise InvalidRubric(f"the YAML expands to more than {MAX_YAML_NODES} nodes (aliases)", field="rubric")
+            raise YamlLimitExceeded(f"the YAML expands to more than {MAX_YAML_NODES} nodes (aliases)")
         return loader.construct_document(node)
     finally:
         loader.dispose()
@@ -103,9 +128,9 @@ def rubric_from_yaml(text: str, *, source: str | None = None) -> Rubric:
     if size > MAX_RUBRIC_BYTES:
         raise InvalidRubric(f"{_where(source)}{size} bytes; a rubric file may have {MAX_RUBRIC_BYTES}", field="rubric")
     try:
-        data = _load_bounded(text)  # a SafeLoader subclass: no arbitrary objects
-    except InvalidRubric as exc:
-        raise InvalidRubric(f"{_where(source)}{exc.message}", field=exc.field) from exc
+        data = _load_bounded(text)
+    except YamlLimitExceeded as exc:
+        raise InvalidRubric(f"{_where(source)}{exc}", field="rubric") from exc
     except (yaml.YAMLError, RecursionError) as exc:
         raise InvalidRubric(f"{_where(source)}not valid YAML: {exc}", field="rubric") from exc
     if not isinstance(data, Mapping):

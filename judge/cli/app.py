@@ -68,6 +68,14 @@ def serve(
     from judge.logs import configure_logging, uvicorn_log_config
 
     settings = get_settings()
+    # A bad judges file (unreadable, over the YAML limits, invalid) refuses to start with one line here,
+    # not a traceback from inside uvicorn's lifespan.
+    from judge.profiles import ProfileRegistry
+
+    try:
+        ProfileRegistry.from_file(settings.judges_file)
+    except RubricJudgeError as exc:
+        raise _fail(exc) from exc
     problem = _schema_problem(settings.database_url)
     if problem is not None:
         if not migrate_first:
@@ -93,7 +101,7 @@ def _schema_problem(url: str) -> str | None:
     from judge.store.schema import schema_state
 
     async def check() -> str | None:
-        engine = create_engine(url)
+        engine = create_engine(url, timeout_s=get_settings().db_timeout_s)  # a silent database must not hang serve
         try:
             return (await schema_state(engine)).problem
         except (OSError, TimeoutError) as exc:

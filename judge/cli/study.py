@@ -63,7 +63,7 @@ def _run(work: Callable[[Settings, AsyncSession], Awaitable[T]]) -> T:
         from judge.store.database import create_engine, make_session_factory
 
         settings = get_settings()
-        engine = create_engine(settings.database_url)
+        engine = create_engine(settings.database_url, timeout_s=settings.db_timeout_s)
         try:
             async with make_session_factory(engine)() as session:
                 result = await work(settings, session)

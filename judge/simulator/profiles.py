@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
-from judge.errors import InvalidRubric, RubricJudgeError
-from judge.profiles import ChatProfile, JudgeProfile, JudgesFile
+from judge.errors import InvalidRubric
+from judge.profiles import ChatProfile, JudgeProfile, JudgesFile, read_judges_yaml
 from judge.simulator.errors import ChatProfileNotFound
 
 
@@ -29,10 +28,7 @@ class ChatProfiles:
     def from_file(cls, path: Path | None) -> ChatProfiles:
         if path is None:
             return cls()
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            raise RubricJudgeError(f"cannot read judges file {path}: {exc}", field="judges_file") from exc
+        raw = read_judges_yaml(path)  # bounded like rubric YAML (size, aliases)
         try:
             parsed = JudgesFile.model_validate(raw)
         except ValidationError as exc:

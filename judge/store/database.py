@@ -50,8 +50,15 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
-def create_engine(url: str | URL, echo: bool = False) -> AsyncEngine:
-    """An async engine for ``url``; connects lazily, on first use."""
+def create_engine(url: str | URL, echo: bool = False, *, timeout_s: float | None = None) -> AsyncEngine:
+    """An async engine for ``url``; connects lazily, on first use.
+
+    ``timeout_s`` (PostgreSQL only; ``RJ_DB_TIMEOUT_S`` where the service opens its store): how long a connect,
+    and each statement, may wait for the server. Without it, a database that silently drops packets hangs the
+    caller (the verdict writer's attempt) for as long as the OS keeps the TCP connection; with it the attempt
+    fails with a TimeoutError, an outage to the writer, which holds and spools the verdicts. None: no bound
+    (migrations and maintenance commands, whose statements may rightly run long).
+    """
     sa_url = normalise_url(url)
     if sa_url.get_backend_name() == "sqlite":
         path = _sqlite_file(sa_url)
@@ -62,7 +69,11 @@ def create_engine(url: str | URL, echo: bool = False) -> AsyncEngine:
         return engine
     # pre_ping: a PostgreSQL restart must not surface as errors on the first requests afterwards.
     # JSON columns (verdict axes) through orjson: the stdlib encoder was ~2 % of the API's CPU per judged sample.
-    return create_async_engine(sa_url, echo=echo, pool_pre_ping=True, json_serializer=_json_dumps)
+    # asyncpg's ``timeout`` bounds the whole connect (TCP and start-up); ``command_timeout`` every statement.
+    connect_args = {} if timeout_s is None else {"timeout": timeout_s, "command_timeout": timeout_s}
+    return create_async_engine(
+        sa_url, echo=echo, pool_pre_ping=True, json_serializer=_json_dumps, connect_args=connect_args
+    )
 
 
 def _json_dumps(value: object) -> str:
