@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from judge.integrity.facts import level_distributions, output_facts
-from judge.scorer import ScoredItem
+from judge.scoring.batch import ScoredItem
 from judge.verdicts import AxisStatus
 from rubrics.aggregation import aggregate
 from rubrics.schema import Rubric

@@ -29,7 +29,7 @@ from judge.profiles import JudgeProfile, with_rationale
 from judge.results import render_result
 from judge.runtime import Runtime
 from judge.samples import Message, Sample, SampleIn, normalise
-from judge.scorer import ScoredItem
+from judge.scoring.batch import ScoredItem
 from judge.service import check_limits
 from judge.settings import Settings
 from judge.verdicts import Usage

@@ -21,7 +21,7 @@ from judge.rewards.schemas import OnFailure, RewardItemIn, RewardRequestError, R
 from judge.rewards.stats import GroupStats, group_stats, zero_variance_fraction
 from judge.runtime import Runtime
 from judge.samples import Sample, normalise
-from judge.scorer import ScoreBatch, ScoredItem
+from judge.scoring.batch import ScoreBatch, ScoredItem
 from judge.service import resolve
 from judge.settings import Settings
 from judge.verdicts import AxisStatus, Usage

@@ -28,7 +28,8 @@ from judge.backends.openai.prompts import (
 from judge.cache import MemoryCache
 from judge.profiles import JudgeProfile
 from judge.samples import Sample
-from judge.scorer import Scorer, group_cache_key, group_composition
+from judge.scorer import Scorer
+from judge.scoring.keys import group_cache_key, group_composition
 from judge.store.repository import VerdictRepository
 from judge.verdicts import AxisStatus
 from rubrics.schema import Rubric

@@ -13,7 +13,8 @@ from judge.backends.factory import build_backend
 from judge.backends.openai.prompts import group_order, group_orders
 from judge.cache import MemoryCache
 from judge.profiles import JudgeProfile
-from judge.scorer import Scorer, average_outcomes
+from judge.scorer import Scorer
+from judge.scoring.groups import average_outcomes
 from judge.verdicts import AxisResult, AxisStatus, JudgeOutcome, Usage
 from rubrics.schema import Rubric
 from tests.judge.conftest import make_sample

@@ -11,7 +11,7 @@ from judge.rewards.schemas import RewardItemIn
 from judge.rewards.service import RewardOutcome, conversation_group, prepare_item, reward_outcome
 from judge.rewards.stats import group_stats, zero_variance_fraction
 from judge.samples import Message
-from judge.scorer import ScoredItem
+from judge.scoring.batch import ScoredItem
 from judge.settings import Settings
 from judge.verdicts import AxisResult, AxisStatus, Usage, Verdict
 from rubrics.schema import Rubric
