@@ -14,8 +14,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from judge.backends.factory import build_backend
+from judge.backends.openai.group_answer import parse_group_scores
 from judge.backends.openai.judge import OpenAIJudge
-from judge.backends.openai.parsing import NO_GROUP_OBJECT, parse_group_scores
+from judge.backends.openai.parse_results import NO_GROUP_OBJECT
 from judge.backends.openai.prompts import (
     AXES_LINE_PREFIX,
     CANDIDATES_LINE_PREFIX,

@@ -22,9 +22,10 @@ from openai.types.chat.chat_completion import Choice
 from openai.types.completion_usage import CompletionUsage
 
 from judge.backends.openai.client import parse_completion, pooled_client, post_chat_completion, refused
+from judge.backends.openai.group_answer import parse_group_scores
 from judge.backends.openai.hedge import HedgePolicy, hedged
 from judge.backends.openai.logprobs import score_distributions
-from judge.backends.openai.parsing import ParseResult, parse_group_scores, parse_scores, quoted_objects
+from judge.backends.openai.parse_results import ParseResult
 from judge.backends.openai.prompts import (
     FENCE_PATTERN,
     RenderedGroupPrompt,
@@ -38,6 +39,8 @@ from judge.backends.openai.prompts import (
     response_format,
 )
 from judge.backends.openai.retry import make_retrying
+from judge.backends.openai.single_answer import parse_scores
+from judge.backends.openai.verdict import quoted_objects
 from judge.errors import JudgeUnavailable
 from judge.metrics import AXIS_STATUS, JUDGE_CALL_LATENCY, JUDGE_HEDGES, JUDGE_TOKENS, PARSE_FAILURES, REPAIRS
 from judge.profiles import JudgeProfile

@@ -1,6 +1,6 @@
 """Expected scores from the judge's token log-probabilities.
 
-The score of axis k is the digit after ``"score":`` in that axis's object; :mod:`.parsing` gives its
+The score of axis k is the digit after ``"score":`` in that axis's object; :mod:`.axis_scores` gives its
 character offset in the answer. Here that offset is mapped onto the returned tokens, and the score token's
 top alternatives "1".."5" give ``E = Σ k·p(k) / Σ p(k)`` and ``mass = Σ p(k)``.
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from openai.types.chat import ChatCompletionTokenLogprob
 
-from judge.backends.openai.parsing import ParseResult
+from judge.backends.openai.parse_results import ParseResult
 
 # Below this much probability on "1".."5", the top logprobs do not describe the score: no E.
 MIN_MASS = 0.5

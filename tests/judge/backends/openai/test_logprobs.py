@@ -9,7 +9,7 @@ from openai.types.chat import ChatCompletionTokenLogprob
 from openai.types.chat.chat_completion_token_logprob import TopLogprob
 
 from judge.backends.openai.logprobs import distribution, locate_token, score_distributions
-from judge.backends.openai.parsing import parse_scores
+from judge.backends.openai.single_answer import parse_scores
 
 KEYS = ["emotion_perception", "safety"]
 

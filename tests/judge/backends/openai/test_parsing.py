@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from judge.backends.openai.parsing import NO_OBJECT, parse_scores, quoted_objects
+from judge.backends.openai.parse_results import NO_OBJECT
+from judge.backends.openai.single_answer import parse_scores
+from judge.backends.openai.verdict import quoted_objects
 
 KEYS = ["emotion_perception", "medical_accuracy", "safety"]
 VALID = (
