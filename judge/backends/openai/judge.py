@@ -21,22 +21,19 @@ from openai.types.chat import (
 from openai.types.chat.chat_completion import Choice
 from openai.types.completion_usage import CompletionUsage
 
-from judge.backends.openai.client import parse_completion, pooled_client, post_chat_completion, refused
-from judge.backends.openai.hedge import HedgePolicy, hedged
-from judge.backends.openai.logprobs import score_distributions
-from judge.backends.openai.parsing import ParseResult, parse_group_scores, parse_scores, quoted_objects
-from judge.backends.openai.prompts import (
-    FENCE_PATTERN,
-    RenderedGroupPrompt,
-    RenderedPrompt,
+from judge.backends.openai.answer_format import (
     group_repair_instruction,
     group_response_format,
-    prompt_language,
-    render_group_prompt,
-    render_prompts,
     repair_instruction,
     response_format,
 )
+from judge.backends.openai.client import parse_completion, pooled_client, post_chat_completion, refused
+from judge.backends.openai.fences import FENCE_PATTERN
+from judge.backends.openai.group_prompts import RenderedGroupPrompt, render_group_prompt
+from judge.backends.openai.hedge import HedgePolicy, hedged
+from judge.backends.openai.logprobs import score_distributions
+from judge.backends.openai.parsing import ParseResult, parse_group_scores, parse_scores, quoted_objects
+from judge.backends.openai.prompts import RenderedPrompt, prompt_language, render_prompts
 from judge.backends.openai.retry import make_retrying
 from judge.errors import JudgeUnavailable
 from judge.metrics import AXIS_STATUS, JUDGE_CALL_LATENCY, JUDGE_HEDGES, JUDGE_TOKENS, PARSE_FAILURES, REPAIRS
