@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from judge import metrics
 from judge.backends.base import GroupJudgeBackend, JudgeBackend
-from judge.backends.openai.prompts import group_orders
+from judge.backends.openai.group_prompts import group_orders
 from judge.cache import VerdictCache
 from judge.lookup import StoreLookup
 from judge.outage import OutageLog

@@ -16,7 +16,7 @@ import openai
 from openai.types.chat import ChatCompletion
 
 from judge.backends.openai.client import refused
-from judge.backends.openai.prompts import fence, new_nonce
+from judge.backends.openai.fences import fence, new_nonce
 from judge.backends.openai.retry import make_retrying
 from judge.errors import JudgeUnavailable
 from judge.profiles import JudgeProfile

@@ -14,18 +14,12 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from judge.backends.factory import build_backend
+from judge.backends.openai.answer_format import AXES_LINE_PREFIX, CANDIDATES_LINE_PREFIX, group_response_format
+from judge.backends.openai.fences import FENCE_PATTERN
 from judge.backends.openai.group_answer import parse_group_scores
+from judge.backends.openai.group_prompts import candidate_label, group_order, render_group_prompt
 from judge.backends.openai.judge import OpenAIJudge
 from judge.backends.openai.parse_results import NO_GROUP_OBJECT
-from judge.backends.openai.prompts import (
-    AXES_LINE_PREFIX,
-    CANDIDATES_LINE_PREFIX,
-    FENCE_PATTERN,
-    candidate_label,
-    group_order,
-    group_response_format,
-    render_group_prompt,
-)
 from judge.cache import MemoryCache
 from judge.profiles import JudgeProfile
 from judge.samples import Sample

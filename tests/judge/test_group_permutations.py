@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from judge.backends.factory import build_backend
-from judge.backends.openai.prompts import group_order, group_orders
+from judge.backends.openai.group_prompts import group_order, group_orders
 from judge.cache import MemoryCache
 from judge.profiles import JudgeProfile
 from judge.scorer import Scorer

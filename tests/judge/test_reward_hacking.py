@@ -14,8 +14,10 @@ from typing import Any, Literal
 
 import pytest
 
+from judge.backends.openai.fences import FENCE_PATTERN
+from judge.backends.openai.group_prompts import render_group_prompt
 from judge.backends.openai.judge import OpenAIJudge
-from judge.backends.openai.prompts import FENCE_PATTERN, render_group_prompt, render_prompt
+from judge.backends.openai.prompts import render_prompt
 from judge.profiles import JudgeProfile
 from judge.samples import Sample
 from judge.verdicts import AxisStatus, JudgeOutcome

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from judge.backends.openai.prompts import FENCE_PATTERN, render_prompts
+from judge.backends.openai.fences import FENCE_PATTERN
+from judge.backends.openai.prompts import render_prompts
 from judge.profiles import JudgeProfile
 from rubrics.registry import RubricRegistry
 from tests.judge.conftest import make_sample

@@ -21,23 +21,20 @@ from openai.types.chat import (
 from openai.types.chat.chat_completion import Choice
 from openai.types.completion_usage import CompletionUsage
 
-from judge.backends.openai.client import parse_completion, pooled_client, post_chat_completion, refused
-from judge.backends.openai.group_answer import parse_group_scores
-from judge.backends.openai.hedge import HedgePolicy, hedged
-from judge.backends.openai.logprobs import score_distributions
-from judge.backends.openai.parse_results import ParseResult
-from judge.backends.openai.prompts import (
-    FENCE_PATTERN,
-    RenderedGroupPrompt,
-    RenderedPrompt,
+from judge.backends.openai.answer_format import (
     group_repair_instruction,
     group_response_format,
-    prompt_language,
-    render_group_prompt,
-    render_prompts,
     repair_instruction,
     response_format,
 )
+from judge.backends.openai.client import parse_completion, pooled_client, post_chat_completion, refused
+from judge.backends.openai.fences import FENCE_PATTERN
+from judge.backends.openai.group_answer import parse_group_scores
+from judge.backends.openai.group_prompts import RenderedGroupPrompt, render_group_prompt
+from judge.backends.openai.hedge import HedgePolicy, hedged
+from judge.backends.openai.logprobs import score_distributions
+from judge.backends.openai.parse_results import ParseResult
+from judge.backends.openai.prompts import RenderedPrompt, prompt_language, render_prompts
 from judge.backends.openai.retry import make_retrying
 from judge.backends.openai.single_answer import parse_scores
 from judge.backends.openai.verdict import quoted_objects

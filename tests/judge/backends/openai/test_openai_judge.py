@@ -12,9 +12,9 @@ import pytest
 
 from judge.backends.base import JudgeBackend
 from judge.backends.factory import build_backend
+from judge.backends.openai.fences import FENCE_PATTERN
 from judge.backends.openai.judge import OpenAIJudge
 from judge.backends.openai.parse_results import NO_OBJECT
-from judge.backends.openai.prompts import FENCE_PATTERN
 from judge.errors import JudgeUnavailable
 from judge.profiles import JudgeProfile
 from judge.samples import Sample

@@ -7,18 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from judge.backends.openai.prompts import (
+from judge.backends.openai.answer_format import (
     AXES_LINE_PREFIX,
-    FENCE_PATTERN,
     answer_template,
     group_response_format,
     output_json_schema,
-    prompt_axis_sets,
-    render_group_prompt,
-    render_prompt,
-    render_prompts,
     repair_instruction,
 )
+from judge.backends.openai.fences import FENCE_PATTERN
+from judge.backends.openai.group_prompts import render_group_prompt
+from judge.backends.openai.prompts import prompt_axis_sets, render_prompt, render_prompts
 from judge.profiles import JudgeProfile, with_rationale
 from rubrics.schema import Rubric
 from tests.judge.backends.openai.test_prompts import INJECTION

@@ -7,18 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from judge.backends.openai.prompts import (
+from judge.backends.openai.answer_format import (
     AXES_LINE_PREFIX,
-    FENCE_PATTERN,
     answer_template,
-    fence,
-    neutralise,
     output_json_schema,
-    render_prompt,
-    render_prompts,
     repair_instruction,
     response_format,
 )
+from judge.backends.openai.fences import FENCE_PATTERN, fence, neutralise
+from judge.backends.openai.prompts import render_prompt, render_prompts
 from judge.profiles import JudgeProfile
 from rubrics.schema import Rubric
 from tests.judge.conftest import make_sample

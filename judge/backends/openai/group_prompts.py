@@ -1,0 +1,132 @@
+"""Group mode: all G responses to one prompt judged in one call, as labelled candidates in a content-seeded order."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from judge.backends.openai.answer_format import AXES_LINE_PREFIX, CANDIDATES_LINE_PREFIX
+from judge.backends.openai.fences import ROLE_LABELS, fence, new_nonce
+from judge.backends.openai.prompt_text import GROUP_TEXT, TEXT
+from judge.backends.openai.static_prefix import group_static_section
+from judge.profiles import RationaleMode
+from judge.samples import Sample
+from rubrics.schema import Language, Rubric
+
+_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+@dataclass(frozen=True)
+class RenderedGroupPrompt:
+    """One group-mode judge request: every candidate's axes in one answer, keyed by candidate label."""
+
+    system: str
+    user: str
+    axis_keys: tuple[str, ...]
+    labels: tuple[str, ...]
+    nonce: str
+    language: Language
+    rationale: RationaleMode = "full"
+
+    def messages(self) -> list[dict[str, str]]:
+        return [{"role": "system", "content": self.system}, {"role": "user", "content": self.user}]
+
+
+def candidate_label(index: int) -> str:
+    """``0 -> "A"``, ``25 -> "Z"``, ``26 -> "AA"``: letters, so a label is never mistaken for a score."""
+    label = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        label = _LETTERS[rest] + label
+    return label
+
+
+def group_order(hashes: Sequence[str]) -> list[int]:
+    """The display order of a group's samples (indices into ``hashes``): a shuffle seeded by the group's content.
+
+    The same set of samples is always shown in the same order, whatever order it came in, so a group's
+    verdicts are reproducible and cacheable; different groups get unrelated orders, so no sample keeps
+    the first position (judges favour some positions).
+    """
+    seed = hashlib.sha256("\x00".join(sorted(hashes)).encode()).digest()
+    order = sorted(range(len(hashes)), key=lambda i: (hashes[i], i))
+    random.Random(int.from_bytes(seed[:8], "big")).shuffle(order)
+    return order
+
+
+def group_orders(hashes: Sequence[str], k: int) -> list[list[int]]:
+    """Up to ``k`` distinct display orders of a group, the first being :func:`group_order`'s.
+
+    The second is the first reversed (every sample moves as far as it can: first and last swap); further ones
+    are seeded shuffles. Fewer come back when the group has fewer distinct orders (one sample: one order).
+    """
+    first = group_order(hashes)
+    orders = [first]
+    if k >= 2 and len(first) > 1:
+        orders.append(first[::-1])
+    seed = hashlib.sha256(("perm\x00" + "\x00".join(sorted(hashes))).encode()).digest()
+    rng = random.Random(int.from_bytes(seed[:8], "big"))
+    limit = math.factorial(min(len(first), 8))
+    tries = 0
+    while len(orders) < min(k, limit) and tries < 100:
+        tries += 1
+        candidate = list(first)
+        rng.shuffle(candidate)
+        if candidate not in orders:
+            orders.append(candidate)
+    return orders
+
+
+def render_group_prompt(
+    samples: Sequence[Sample],
+    rubric: Rubric,
+    *,
+    language: Language,
+    nonce: str | None = None,
+    rationale: RationaleMode = "full",
+) -> RenderedGroupPrompt:
+    """One request judging ``samples`` (responses to one conversation) together, labelled A, B, … in the given order.
+
+    The caller chooses the order (see :func:`group_order`); the conversation and reference are the first
+    sample's, which all samples of a group share. As in :func:`render_prompt`, the static part comes first.
+    """
+    if not samples:
+        raise ValueError("a group prompt needs at least one sample")
+    keys = tuple(rubric.axis_keys)
+    labels = tuple(candidate_label(i) for i in range(len(samples)))
+    nonce = nonce or new_nonce()
+    text, group = TEXT[language], GROUP_TEXT[language]
+    first = samples[0]
+
+    parts = [group_static_section(rubric, language, labels, keys, rationale), text["markers"].format(nonce=nonce)]
+    parts.append(text["conversation"])
+    for i, message in enumerate(first.messages, start=1):
+        parts.append(text["turn"].format(i=i, who=text[f"who_{message.role}"]))
+        parts.append(fence(message.content, ROLE_LABELS[message.role], nonce))
+    parts.append(group["judged"].format(n=len(samples)))
+    for label, sample in zip(labels, samples, strict=True):
+        parts.append(group["candidate"].format(label=label))
+        if sample.clipped:
+            parts.append(text["clipped"])
+        parts.append(group["reasoning"].format(label=label))
+        parts.append(fence(sample.reasoning, f"REASONING_{label}", nonce) if sample.reasoning else text["no_reasoning"])
+        parts.append(group["response"].format(label=label))
+        parts.append(fence(sample.response, f"RESPONSE_{label}", nonce) if sample.response else text["no_response"])
+    if first.reference:
+        parts.append(text["reference"])
+        parts.append(fence(first.reference, "REFERENCE", nonce))
+    parts.append(f"{group['tail']}\n\n{AXES_LINE_PREFIX} {','.join(keys)}\n{CANDIDATES_LINE_PREFIX} {','.join(labels)}")
+
+    return RenderedGroupPrompt(
+        system=text["system"] + group["system_extra"].format(n=len(samples)),
+        user="\n\n".join(parts),
+        axis_keys=keys,
+        labels=labels,
+        nonce=nonce,
+        language=language,
+        rationale=rationale,
+    )
