@@ -21,29 +21,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
-import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
-import orjson
-import psutil
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+# The sections' measurements live in bench/cost_*.py; this entry point wires the servers and prints the tables.
 from bench.common import (  # noqa: E402
-    PATIENTS,
     REDIS_URL,
     RESULTS,
     ROOT,
@@ -52,426 +44,17 @@ from bench.common import (  # noqa: E402
     process,
     scratch_database,
     scratch_prefix,
+    stop,
     wait_http,
 )
-from judge.backends.openai.judge import OpenAIJudge  # noqa: E402
-from judge.backends.openai.prompts import render_prompt  # noqa: E402
-from judge.profiles import JudgeProfile  # noqa: E402
-from judge.samples import Sample, SampleIn, normalise  # noqa: E402
+from bench.cost_cpu import api_cpu, sdk_floor, worker_cpu, worker_process  # noqa: E402
+from bench.cost_hedging import reward_batch  # noqa: E402
+from bench.cost_prometheus import ours_64x13, prometheus_eval_run  # noqa: E402
+from bench.cost_samples import sample_body  # noqa: E402
+from bench.cost_tokens import measure_layouts, tokens_per_verdict  # noqa: E402
 from rubrics.registry import RubricRegistry  # noqa: E402
-from rubrics.schema import Rubric  # noqa: E402
-from tests.support.openai_server import PrefixCache  # noqa: E402
 
 BASELINE_COMMIT = "5ca26cc"
-
-
-# --- samples ----------------------------------------------------------------------------------------------------
-
-
-def sample_body(i: int, run: str = "") -> dict[str, Any]:
-    """A Chinese sample of realistic size (about 600 tokens of conversation, CoT and response)."""
-    patient = PATIENTS[i % len(PATIENTS)]
-    reasoning = (
-        f"1. 情绪感知：患者语气焦急、担心，反复追问（{run}{i}），需要先安抚情绪，再给出明确建议。\n"
-        f"2. 扰动识别：“{patient[:12]}”属于口语化、方言化表达，夹杂情绪词，部分描述含糊，需要澄清部位、"
-        "持续时间、诱因、伴随症状和既往史。\n"
-        f"3. 话语纠正：患者（编号{i}）描述的是：{patient}。规范表述为：近期出现相关症状，程度明显，影响生活。\n"
-        "4. 主诉提取：核心诉求是想知道症状是否危险、是否需要马上去医院、在家可以先做什么。\n"
-        "5. 医学推理：首先排除急危重症（如急性冠脉综合征、肺栓塞、脑膜炎、严重感染等），结合年龄、起病方式、"
-        "伴随症状判断；若出现胸痛加重、意识改变、高热不退、呼吸困难，应立即急诊；否则建议尽快门诊就诊，"
-        f"完善血常规、心电图等检查，并观察症状变化。编号{run}{i}。"
-    )
-    response = (
-        f"别太担心，我理解您现在很着急（{run}{i}）。根据您说的情况，建议这样做：\n"
-        "1. 如果出现胸痛加重、出冷汗、意识不清、呼吸明显困难或高热不退，请立即拨打120或去最近的医院急诊。\n"
-        "2. 如果症状暂时平稳，建议今天或明天尽快到医院相应科室就诊，做必要的检查，不要自行乱用药。\n"
-        "3. 在家先注意休息，多喝温水，记录症状出现的时间和变化，就诊时告诉医生。\n"
-        "有任何变化随时就医，祝您早日康复。"
-    )
-    return {
-        "id": f"s{run}{i}",
-        "messages": [{"role": "user", "content": f"{patient}（第{run}{i}号患者）"}],
-        "reasoning": reasoning,
-        "response": response,
-    }
-
-
-def make_samples(n: int, run: str = "") -> list[Sample]:
-    return [normalise(SampleIn.model_validate(sample_body(i, run))) for i in range(n)]
-
-
-# --- 1. shared prefix, old vs new layout ------------------------------------------------------------------------
-
-
-def baseline_prompts(commit: str) -> types.ModuleType:
-    """The prompt modules as they were at ``commit`` (protocol 1), loaded from git without touching the tree."""
-    folder = Path(tempfile.mkdtemp(prefix="rj-baseline-prompts-"))
-    for name in ("prompt_text", "prompts"):
-        source = subprocess.run(
-            ["git", "show", f"{commit}:judge/backends/openai/{name}.py"], cwd=ROOT, check=True, capture_output=True
-        ).stdout.decode()
-        source = source.replace("from judge.backends.openai.prompt_text import", "from rj_baseline_prompt_text import")
-        (folder / f"rj_baseline_{name}.py").write_text(source, encoding="utf-8")
-    sys.path.insert(0, str(folder))
-    return importlib.import_module("rj_baseline_prompts")
-
-
-def prefix_share(prompts: list[tuple[str, str]]) -> tuple[float, float]:
-    """(shared share of prompt tokens over all but the first prompt, mean prompt tokens), as the loopback counts."""
-    cache = PrefixCache()
-    shared = total = 0
-    sizes = []
-    for i, (system, user) in enumerate(prompts):
-        text = f"<|system|>{system}<|user|>{user}"
-        tokens = len(f"{system}\n{user}") // 2
-        hit = min(tokens, cache.seen_chars(text) // 2)
-        sizes.append(tokens)
-        if i:
-            shared += hit
-            total += tokens
-    return shared / total, sum(sizes) / len(sizes)
-
-
-def measure_layouts(rubric: Rubric, n: int, commit: str) -> dict[str, Any]:
-    samples = make_samples(n, "layout")
-    old = baseline_prompts(commit)
-    old_prompts = [old.render_prompt(s, rubric, language="zh") for s in samples]
-    new_prompts = [render_prompt(s, rubric, language="zh") for s in samples]
-    old_share, old_size = prefix_share([(p.system, p.user) for p in old_prompts])
-    new_share, new_size = prefix_share([(p.system, p.user) for p in new_prompts])
-    return {"old_share": old_share, "old_tokens": old_size, "new_share": new_share, "new_tokens": new_size}
-
-
-# --- 2. tokens per verdict per mode and rationale ---------------------------------------------------------------
-
-
-async def tokens_per_verdict(rubric: Rubric, judge_url: str, n: int) -> list[dict[str, Any]]:
-    rows = []
-    for mode in ("joint", "layered", "isolated"):
-        for rationale in ("full", "brief", "none"):
-            profile = JudgeProfile.model_validate(
-                {
-                    "name": f"cost-{mode}-{rationale}",
-                    "model": "stub",
-                    "base_url": judge_url,
-                    "mode": mode,
-                    "rationale": rationale,
-                    "concurrency": 64,
-                    "timeout_s": 30,
-                    "max_tokens": 4096,
-                }
-            )
-            judge = OpenAIJudge(profile)
-            try:
-                samples = make_samples(n + 1, f"{mode}-{rationale}-")
-                # One sample first, not counted: it fills the provider's cache, as the first call of a run does.
-                await judge.score(samples[0], rubric)
-                outcomes = await asyncio.gather(*(judge.score(s, rubric) for s in samples[1:]))
-            finally:
-                await judge.aclose()
-            ok = sum(o.complete for o in outcomes)
-            calls = sum(o.usage.calls for o in outcomes)
-            prompt = sum(o.usage.prompt_tokens for o in outcomes)
-            cached = sum(o.usage.cached_tokens for o in outcomes)
-            completion = sum(o.usage.completion_tokens for o in outcomes)
-            rows.append(
-                {
-                    "mode": mode,
-                    "rationale": rationale,
-                    "ok": ok,
-                    "n": n,
-                    "calls": calls / n,
-                    "prompt": prompt / n,
-                    "cached": cached / n,
-                    "uncached": (prompt - cached) / n,
-                    "completion": completion / n,
-                }
-            )
-    return rows
-
-
-# --- 3. API CPU per judged sample and per cached item -----------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its children (process CPU time, not wall time)."""
-    proc = psutil.Process(pid)
-    total = sum(proc.cpu_times()[:2])
-    for child in proc.children(recursive=True):
-        try:
-            total += sum(child.cpu_times()[:2])
-        except psutil.NoSuchProcess:
-            continue
-    return total
-
-
-async def post_all(client: httpx.AsyncClient, path: str, bodies: list[bytes]) -> tuple[float, list[Any]]:
-    started = time.perf_counter()
-    responses = await asyncio.gather(
-        *(client.post(path, content=b, headers={"content-type": "application/json"}) for b in bodies)
-    )
-    wall = time.perf_counter() - started
-    for r in responses:
-        r.raise_for_status()
-    return wall, [orjson.loads(r.content) for r in responses]
-
-
-async def api_cpu(
-    api: str, pid: int, n: int, batch: int, latency_s: float, concurrency: int, rounds: int, run: str = "cpu"
-) -> dict[str, Any]:
-    bodies = [
-        orjson.dumps(
-            {
-                "rubric": "prmed",
-                "judge": "bench",
-                "samples": [sample_body(i, run) for i in range(j, min(n, j + batch))],
-                "options": {"rationale": False},
-            }
-        )
-        for j in range(0, n, batch)
-    ]
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(base_url=api, timeout=300, limits=limits) as client:
-        # Warm up code paths with other samples (first-call imports are not per-sample cost).
-        warm = orjson.dumps(
-            {"rubric": "prmed", "judge": "bench", "samples": [sample_body(i, f"warm-{run}") for i in range(64)]}
-        )
-        await post_all(client, "/v1/score", [warm, warm])
-        spy = _py_spy(pid, "judged")
-        before = cpu_seconds(pid)
-        wall, payloads = await post_all(client, "/v1/score", bodies)
-        judged_cpu = cpu_seconds(pid) - before
-        ok = sum(1 for p in payloads for r in p["results"] if all(a["status"] == "ok" for a in r["axes"].values()))
-        usage = [p["usage"] for p in payloads]
-        await asyncio.sleep(1.0)  # let the group-commit writer finish (its CPU belongs to the judged path)
-        judged_cpu = cpu_seconds(pid) - before
-        _stop(spy)
-        spy = _py_spy(pid, "cached")
-        before = cpu_seconds(pid)
-        hits = 0
-        for _ in range(rounds):
-            _, again = await post_all(client, "/v1/score", bodies)
-            hits += sum(1 for p in again for r in p["results"] if r["cached"])
-        cached_cpu = cpu_seconds(pid) - before
-        _stop(spy)
-    return {
-        "wall_s": wall,
-        "ideal_s": n * latency_s / concurrency,
-        "efficiency": n * latency_s / concurrency / wall,
-        "ok": ok,
-        "judged_cpu_ms": judged_cpu / n * 1000,
-        "cached_cpu_ms": cached_cpu / (rounds * n) * 1000,
-        "hits": hits,
-        "cached_items": rounds * n,
-        "prompt_tokens": sum(u["prompt_tokens"] for u in usage),
-        "cached_tokens": sum(u.get("cached_tokens", 0) for u in usage),
-    }
-
-
-@contextlib.contextmanager
-def worker_process(tree: Path, env: dict[str, str], name: str) -> Iterator[subprocess.Popen[bytes]]:
-    """A ``rubric-judge worker`` from the code in ``tree``, stopped at the end."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "judge", "worker", "--name", name, "--max-chunks", "4"],
-        cwd=tree,
-        env={**os.environ, **env, "PYTHONPATH": str(tree)},
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        time.sleep(3)  # connected to Redis and PostgreSQL
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-async def worker_cpu(api: str, pid: int, n: int, run: str) -> dict[str, Any]:
-    """Worker process CPU per judged sample: a filter job of ``n`` fresh samples, from upload to done."""
-    body = b"\n".join(orjson.dumps(sample_body(i, run)) for i in range(n))
-    async with httpx.AsyncClient(base_url=api, timeout=httpx.Timeout(60, read=None)) as client:
-        before = cpu_seconds(pid)
-        started = time.perf_counter()
-        response = await client.post(
-            "/v1/jobs",
-            params={"judge": "bench", "options": '{"rationale": false}'},
-            content=body,
-            headers={"content-type": "application/x-ndjson"},
-        )
-        response.raise_for_status()
-        job = response.json()
-        while job["state"] not in ("done", "failed", "cancelled"):
-            await asyncio.sleep(0.25)
-            job = (await client.get(f"/v1/jobs/{job['id']}")).json()
-        wall = time.perf_counter() - started
-        spent = cpu_seconds(pid) - before
-    return {"cpu_ms": spent / n * 1000, "wall_s": wall, "state": job["state"], "counts": job["counts"]}
-
-
-PY_SPY = os.environ.get("RJ_BENCH_PY_SPY")  # a folder: profile the API process with py-spy into it
-
-
-def _py_spy(pid: int, name: str) -> subprocess.Popen[bytes] | None:
-    """py-spy recording the API process (collapsed stacks in ``$RJ_BENCH_PY_SPY/<name>.txt``), when asked for."""
-    if not PY_SPY:
-        return None
-    Path(PY_SPY).mkdir(parents=True, exist_ok=True)
-    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    args = [spy, "record", "--pid", str(pid), "--rate", "250", "--nonblocking", "-o", f"{PY_SPY}/{name}.txt"]
-    proc = subprocess.Popen([*args, "--format", "raw"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1.0)  # attached before the measured work starts
-    return proc
-
-
-def _stop(proc: subprocess.Popen[bytes] | None) -> None:
-    if proc is not None:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
-
-
-async def sdk_floor(judge_url: str, rubric: Rubric, n: int) -> dict[str, float]:
-    """Process CPU per call of the SDK's raw post alone, and of the whole OpenAI judge (render, post, parse), in this
-    process, with the stub in another: what every judged sample costs before the API adds anything."""
-    import httpx2
-    import openai
-
-    client = openai.AsyncOpenAI(
-        base_url=judge_url,
-        api_key="EMPTY",
-        max_retries=0,
-        timeout=30,
-        http_client=openai.DefaultAioHttpClient(
-            limits=httpx2.Limits(max_connections=64, max_keepalive_connections=64), timeout=30
-        ),
-    )
-    samples = make_samples(n + 64, f"floor{time.time()}")
-    payload = orjson.dumps(
-        {"model": "stub", "messages": render_prompt(samples[0], rubric, language="zh").messages(), "max_tokens": 2048}
-    )
-    slots = asyncio.Semaphore(64)
-
-    async def post() -> None:
-        async with slots:
-            raw = await client.post("/chat/completions", cast_to=httpx2.Response, content=payload)
-            assert raw.status_code == 200
-
-    try:
-        await asyncio.gather(*(post() for _ in range(64)))
-        started = time.process_time()
-        await asyncio.gather(*(post() for _ in range(n)))
-        sdk_ms = (time.process_time() - started) / n * 1000
-    finally:
-        await client.close()
-    profile = JudgeProfile.model_validate(
-        {"name": "floor", "model": "stub", "base_url": judge_url, "concurrency": 64, "timeout_s": 30}
-    )
-    judge = OpenAIJudge(profile)
-    try:
-        await asyncio.gather(*(judge.score(s, rubric) for s in samples[:64]))
-        started = time.process_time()
-        outcomes = await asyncio.gather(*(judge.score(s, rubric) for s in samples[64:]))
-        judge_ms = (time.process_time() - started) / n * 1000
-    finally:
-        await judge.aclose()
-    assert all(o.complete for o in outcomes)
-    return {"sdk_post_ms": sdk_ms, "judge_ms": judge_ms}
-
-
-# --- 4. a reward batch with stalled judge calls -----------------------------------------------------------------
-
-
-async def reward_batch(api: str, judge: str, run: str, prompts: int, per_prompt: int) -> dict[str, Any]:
-    items = [
-        {
-            "group_id": f"{run}-p{p}",
-            "messages": [{"role": "user", "content": f"{PATIENTS[p % len(PATIENTS)]}（{run}{p}）"}],
-            "completion": "<think>{}</think>{}".format(
-                sample_body(p * per_prompt + k, run)["reasoning"], sample_body(k, run)["response"]
-            ),
-        }
-        for p in range(prompts)
-        for k in range(per_prompt)
-    ]
-    body = orjson.dumps({"rubric": "prmed", "judge": judge, "items": items, "cache": False, "rationale": "none"})
-    async with httpx.AsyncClient(base_url=api, timeout=300) as client:
-        started = time.perf_counter()
-        r = await client.post("/v1/rewards", content=body, headers={"content-type": "application/json"})
-        wall = time.perf_counter() - started
-    r.raise_for_status()
-    data = r.json()
-    return {
-        "wall_s": wall,
-        "rewarded": data["usage"]["rewarded"],
-        "items": len(items),
-        "hedges": data["usage"].get("hedges", 0),
-        "calls": data["usage"]["calls"],
-    }
-
-
-# --- 5. prometheus-eval on the same stub ------------------------------------------------------------------------
-
-PROMETHEUS_SCRIPT = r"""
-import json, sys, time
-from prometheus_eval import PrometheusEval
-from prometheus_eval.litellm import AsyncLiteLLM
-from prometheus_eval.prompts import ABSOLUTE_PROMPT_WO_REF, SCORE_RUBRIC_TEMPLATE
-job = json.load(open(sys.argv[1]))
-model = AsyncLiteLLM(name="openai/stub", api_base=job["base_url"], requests_per_minute=job["rpm"],
-                     batch_size=job["batch_size"])
-judge = PrometheusEval(model=model, absolute_grade_template=ABSOLUTE_PROMPT_WO_REF)
-rubrics = [SCORE_RUBRIC_TEMPLATE.format(**axis) for axis in job["axes"]]
-n = len(job["instructions"])
-# Its most favourable use: every (sample, axis) pair in one absolute_grade call, one rubric per pair.
-started = time.perf_counter()
-feedbacks, results = judge.absolute_grade(
-    instructions=[i for i in job["instructions"] for _ in rubrics],
-    responses=[r for r in job["responses"] for _ in rubrics],
-    rubric=[rubric for _ in range(n) for rubric in rubrics],
-    params={"max_tokens": 256},
-)
-wall = time.perf_counter() - started
-print(json.dumps({"wall_s": wall, "scores": sum(1 for r in results if r is not None)}))
-"""
-
-
-def prometheus_eval_run(
-    python: str, judge_url: str, rubric: Rubric, samples: list[dict[str, Any]], batch_size: int
-) -> dict[str, Any]:
-    axes = []
-    for axis in rubric.axes:
-        anchors = {f"score{level}_description": axis.anchors[level].zh for level in range(1, 6)}
-        axes.append({"criteria": f"{axis.title.zh}：{axis.description.zh}", **anchors})
-    job = {
-        "base_url": judge_url,
-        "rpm": 1_000_000,
-        "batch_size": batch_size,
-        "axes": axes,
-        "instructions": [s["messages"][-1]["content"] for s in samples],
-        "responses": [f"<think>{s['reasoning']}</think>{s['response']}" for s in samples],
-    }
-    with tempfile.TemporaryDirectory() as tmp:
-        job_path, script = Path(tmp) / "job.json", Path(tmp) / "run_prometheus.py"
-        job_path.write_text(json.dumps(job, ensure_ascii=False), encoding="utf-8")
-        script.write_text(PROMETHEUS_SCRIPT, encoding="utf-8")
-        env = {**os.environ, "OPENAI_API_KEY": "EMPTY", "LITELLM_LOG": "ERROR"}
-        done = subprocess.run([python, str(script), str(job_path)], capture_output=True, env=env, timeout=1800)
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr.decode()[-2000:])
-    return dict(json.loads(done.stdout.decode().strip().splitlines()[-1]))
-
-
-async def ours_64x13(api: str, samples: list[dict[str, Any]]) -> dict[str, Any]:
-    body = orjson.dumps({"rubric": "prmed", "judge": "bench", "samples": samples, "options": {"cache": False}})
-    async with httpx.AsyncClient(base_url=api, timeout=300) as client:
-        started = time.perf_counter()
-        r = await client.post("/v1/score", content=body, headers={"content-type": "application/json"})
-        wall = time.perf_counter() - started
-    r.raise_for_status()
-    results = r.json()["results"]
-    scored = sum(1 for res in results for a in res["axes"].values() if a["score"] is not None)
-    return {"wall_s": wall, "scores": scored}
 
 
 # --- wiring -----------------------------------------------------------------------------------------------------
@@ -495,11 +78,7 @@ def api_process(tree: Path, port: int, env: dict[str, str]) -> Iterator[subproce
         wait_http(f"http://127.0.0.1:{port}/healthz")
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 def judges_yaml(path: Path, judges: list[dict[str, Any]]) -> Path:

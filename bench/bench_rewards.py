@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import httpx
 import orjson
 import yaml
 
@@ -47,6 +46,7 @@ from bench.common import (  # noqa: E402
     process,
     scratch_database,
     scratch_prefix,
+    timed_post,
 )
 
 SYSTEM = "你是一名耐心、专业的全科医生。"
@@ -135,11 +135,7 @@ def grpo_batch(run: str, prompts: int, g: int) -> list[dict[str, Any]]:
 
 async def one_batch(api: str, judge: str, items: list[dict[str, Any]]) -> dict[str, Any]:
     body = orjson.dumps({"rubric": "prmed", "judge": judge, "items": items})
-    async with httpx.AsyncClient(base_url=api, timeout=180) as client:
-        started = time.perf_counter()
-        response = await client.post("/v1/rewards", content=body, headers={"content-type": "application/json"})
-        wall = time.perf_counter() - started
-    response.raise_for_status()
+    wall, response = await timed_post(api, "/v1/rewards", body, 180)
     answer = response.json()
     usage = answer["usage"]
     return {

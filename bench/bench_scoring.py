@@ -34,6 +34,7 @@ from bench.common import (  # noqa: E402
     RESULTS,
     free_port,
     percentile,
+    post_all,
     print_table,
     process,
     scratch_database,
@@ -58,17 +59,6 @@ def make_samples(n: int) -> list[dict[str, object]]:
     return samples
 
 
-async def post_all(client: httpx.AsyncClient, bodies: list[bytes]) -> tuple[float, list[dict[str, object]]]:
-    started = time.perf_counter()
-    responses = await asyncio.gather(
-        *(client.post("/v1/score", content=b, headers={"content-type": "application/json"}) for b in bodies)
-    )
-    wall = time.perf_counter() - started
-    for r in responses:
-        r.raise_for_status()
-    return wall, [orjson.loads(r.content) for r in responses]
-
-
 def judge_calls(metrics_text: str) -> float:
     return sum(float(m) for m in re.findall(r"^rj_judge_call_seconds_count\{[^}]*\} (\S+)$", metrics_text, re.M))
 
@@ -85,7 +75,7 @@ async def run(
     ]
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with httpx.AsyncClient(base_url=api, timeout=120, limits=limits) as client:
-        wall, payloads = await post_all(client, bodies)
+        wall, payloads = await post_all(client, "/v1/score", bodies)
         results = [r for p in payloads for r in p["results"]]  # type: ignore[attr-defined]
         ok = sum(1 for r in results if all(a["status"] == "ok" for a in r["axes"].values()))
         usage_calls = sum(p["usage"]["calls"] for p in payloads)  # type: ignore[index]
@@ -94,14 +84,14 @@ async def run(
 
         # Cached: several rounds of all batches at once (throughput), then one batch at a time (latency).
         del payloads, results
-        await post_all(client, bodies)  # warm the connection pool and code paths
+        await post_all(client, "/v1/score", bodies)  # warm the connection pool and code paths
         # The client is Python too: its own collector pauses would be timed as the API's latency.
         gc.collect()
         gc.freeze()
         cached_wall = 0.0
         hits = 0
         for _ in range(rounds):
-            w, again = await post_all(client, bodies)
+            w, again = await post_all(client, "/v1/score", bodies)
             cached_wall += w
             hits += sum(1 for p in again for r in p["results"] if r["cached"])  # type: ignore[attr-defined]
             del again

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 from rich.console import Console
 from rich.table import Table
 
@@ -63,11 +64,16 @@ def process(
             wait_http(ready_url)
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen[bytes], timeout_s: float = 20) -> None:
+    """Terminate a child process, killing it if it has not exited within ``timeout_s``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def stub_judge(
@@ -103,6 +109,28 @@ def scratch_database() -> Iterator[str]:
         yield url
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def post_all(client: httpx.AsyncClient, path: str, bodies: list[bytes]) -> tuple[float, list[Any]]:
+    """POST every JSON body at once; (wall seconds for all of them, the decoded answers), raising on an error status."""
+    started = time.perf_counter()
+    responses = await asyncio.gather(
+        *(client.post(path, content=b, headers={"content-type": "application/json"}) for b in bodies)
+    )
+    wall = time.perf_counter() - started
+    for r in responses:
+        r.raise_for_status()
+    return wall, [orjson.loads(r.content) for r in responses]
+
+
+async def timed_post(api: str, path: str, body: bytes, timeout_s: float) -> tuple[float, httpx.Response]:
+    """POST one JSON body on a fresh client; (wall seconds, the response), raising on an error status."""
+    async with httpx.AsyncClient(base_url=api, timeout=timeout_s) as client:
+        started = time.perf_counter()
+        response = await client.post(path, content=body, headers={"content-type": "application/json"})
+        wall = time.perf_counter() - started
+    response.raise_for_status()
+    return wall, response
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -19,6 +19,7 @@ from fastapi import APIRouter, FastAPI, Header, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel
 
 from api.deps import RuntimeDep, SessionDep
 from api.responses import FastJSONResponse
@@ -270,6 +271,18 @@ async def _rater(session: SessionDep, token: str | None) -> RaterContext:
     return await service.rater_context(session, token)
 
 
+async def _rater_and_rubric(session: SessionDep, runtime: RuntimeDep, token: str | None) -> tuple[RaterContext, Rubric]:
+    """The token's rater and the exact rubric their study was created with: what a rating is checked against."""
+    ctx = await _rater(session, token)
+    return ctx, await service.study_rubric(session, runtime.rubrics, ctx.study)
+
+
+async def _committed(session: SessionDep, out: BaseModel) -> FastJSONResponse:
+    """Commit the rater's change and answer with its result (the route is the transaction's edge)."""
+    await session.commit()
+    return FastJSONResponse(out.model_dump(mode="json"))
+
+
 @api.get("/progress", response_model=Progress, responses=ERROR_RESPONSES)
 async def get_progress(session: SessionDep, x_rater_token: TokenHeader = None) -> FastJSONResponse:
     ctx = await _rater(session, x_rater_token)
@@ -289,11 +302,8 @@ async def save_draft(
     position: int, body: ItemDraft, runtime: RuntimeDep, session: SessionDep, x_rater_token: TokenHeader = None
 ) -> FastJSONResponse:
     """Autosave partial scores and comments (idempotent: the same body twice leaves the same state)."""
-    ctx = await _rater(session, x_rater_token)
-    rubric = await service.study_rubric(session, runtime.rubrics, ctx.study)
-    out = await service.save_draft(session, ctx, rubric, position, body)
-    await session.commit()
-    return FastJSONResponse(out.model_dump(mode="json"))
+    ctx, rubric = await _rater_and_rubric(session, runtime, x_rater_token)
+    return await _committed(session, await service.save_draft(session, ctx, rubric, position, body))
 
 
 @api.post("/items/{position}/submit", response_model=ActionResult, responses=ERROR_RESPONSES)
@@ -301,11 +311,8 @@ async def submit(
     position: int, body: ItemSubmit, runtime: RuntimeDep, session: SessionDep, x_rater_token: TokenHeader = None
 ) -> FastJSONResponse:
     """Rate every axis; resubmitting replaces the rating (idempotent per sample, rater, axis and run)."""
-    ctx = await _rater(session, x_rater_token)
-    rubric = await service.study_rubric(session, runtime.rubrics, ctx.study)
-    result = await service.submit(session, ctx, rubric, position, body)
-    await session.commit()
-    return FastJSONResponse(result.model_dump(mode="json"))
+    ctx, rubric = await _rater_and_rubric(session, runtime, x_rater_token)
+    return await _committed(session, await service.submit(session, ctx, rubric, position, body))
 
 
 @api.post("/items/{position}/skip", response_model=ActionResult, responses=ERROR_RESPONSES)
@@ -313,9 +320,7 @@ async def skip(
     position: int, body: ItemSkip, session: SessionDep, x_rater_token: TokenHeader = None
 ) -> FastJSONResponse:
     ctx = await _rater(session, x_rater_token)
-    result = await service.skip(session, ctx, position, body)
-    await session.commit()
-    return FastJSONResponse(result.model_dump(mode="json"))
+    return await _committed(session, await service.skip(session, ctx, position, body))
 
 
 @api.get("/items/{position}/judges", response_model=list[JudgeScores], responses=ERROR_RESPONSES)
