@@ -53,7 +53,7 @@ AXES = (
 
 @dataclass(frozen=True, slots=True)
 class StoreRow:
-    """The shape of ``judge.store.repository.Rating`` (what ``RatingRepository.query`` returns)."""
+    """The shape of ``judge.store.ratings_repository.Rating`` (what ``RatingRepository.query`` returns)."""
 
     rubric_hash: str
     sample_hash: str

@@ -31,7 +31,7 @@ async def _fill(url: str, n: int) -> None:
     from judge.agreement.ratings import Rating
     from judge.agreement.store import save_ratings
     from judge.samples import SampleIn, normalise
-    from judge.store.repository import VerdictRepository
+    from judge.store.verdicts_repository import VerdictRepository
     from judge.verdicts import AxisResult, AxisStatus, Usage, Verdict
     from rubrics.registry import RubricRegistry
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from judge.store.repository import VerdictRepository
+from judge.store.verdicts_repository import VerdictRepository
 from judge.verdicts import Verdict
 
 # Keys per query: far below the drivers' bind-parameter limits (the repository chunks IN lists anyway).

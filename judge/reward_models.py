@@ -23,7 +23,8 @@ from judge.backends.reward_model_judge import RewardModelJudge
 from judge.errors import JudgeUnavailable
 from judge.profiles import JudgeProfile
 from judge.samples import Sample
-from judge.store.repository import RewardModelNotFound, RewardModelRecord, RewardModelRepository, VerdictRepository
+from judge.store.reward_models_repository import RewardModelNotFound, RewardModelRecord, RewardModelRepository
+from judge.store.verdicts_repository import VerdictRepository
 from judge.verdicts import AxisStatus, JudgeOutcome
 from reward_model.artifacts import METADATA_FILE
 from reward_model.data import Conversation, LabelledRecord

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from judge.durability.outage import is_store_outage
-from judge.store.repository import RubricRepository
+from judge.store.rubrics_repository import RubricRepository
 from rubrics.errors import RubricJudgeError
 from rubrics.registry import RubricRegistry
 from rubrics.schema import Rubric

@@ -34,7 +34,7 @@ from judge.durability.outage import is_store_outage
 from judge.durability.spool import Spool, decode, encode
 from judge.outage import OutageLog
 from judge.samples import Sample
-from judge.store.repository import VerdictRepository
+from judge.store.verdicts_repository import VerdictRepository
 from judge.verdicts import Verdict
 
 log = logging.getLogger(__name__)

@@ -9,9 +9,10 @@ from alembic import context
 from alembic.autogenerate.api import AutogenContext
 from sqlalchemy.engine import Connection, make_url
 
+from judge.db.base import Base, UTCDateTime
 from judge.settings import get_settings
+from judge.store import models as _models  # noqa: F401  (puts every table on Base.metadata)
 from judge.store.database import create_engine
-from judge.store.models import Base, UTCDateTime
 
 config = context.config
 target_metadata = Base.metadata

@@ -12,7 +12,8 @@ from api.responses import FastJSONResponse
 from api.schemas import ERROR_RESPONSES
 from judge.errors import InvalidSample, RubricNotFound, VerdictNotFound
 from judge.feedback import AxisScore, axis_scores, build_feedback
-from judge.store.repository import RubricRepository, VerdictRepository
+from judge.store.rubrics_repository import RubricRepository
+from judge.store.verdicts_repository import VerdictRepository
 
 router = APIRouter(tags=["feedback"])
 

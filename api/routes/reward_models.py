@@ -12,7 +12,7 @@ from api.deps import RuntimeDep, SessionDep
 from api.responses import FastJSONResponse
 from api.schemas import ERROR_RESPONSES
 from judge.reward_models import Swap
-from judge.store.repository import RewardModelRepository
+from judge.store.reward_models_repository import RewardModelRepository
 
 router = APIRouter(tags=["reward models"])
 

@@ -12,7 +12,7 @@ from api.deps import RuntimeDep, SessionDep
 from api.responses import FastJSONResponse
 from api.schemas import ERROR_RESPONSES, RubricSummary
 from judge.errors import InvalidRubric, LimitExceeded
-from judge.store.repository import RubricRepository
+from judge.store.rubrics_repository import RubricRepository
 from rubrics.schema import MAX_RUBRIC_BYTES, Rubric
 
 router = APIRouter(tags=["rubrics"])

@@ -9,7 +9,7 @@ from api.responses import FastJSONResponse
 from api.schemas import ERROR_RESPONSES
 from judge.errors import VerdictNotFound
 from judge.integrity.facts import level_distributions
-from judge.store.repository import VerdictRepository
+from judge.store.verdicts_repository import VerdictRepository
 from rubrics.aggregation import aggregate
 
 router = APIRouter(tags=["verdicts"])

@@ -1,4 +1,4 @@
-"""SQL that agreement studies need beyond :class:`~judge.store.repository.RatingRepository`.
+"""SQL that agreement studies need beyond :class:`~judge.store.ratings_repository.RatingRepository`.
 
 Like every repository it only ``flush()``es: the caller owns the transaction.
 """
@@ -14,10 +14,12 @@ from sqlalchemy import delete, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from judge.db.base import Base, utcnow
 from judge.samples import Sample
 from judge.store.judge_ratings import JUDGE_RUN, OverrideFilter, judge_names, newest_verdict_scores, override_times
-from judge.store.models import Base, RatingRow, SampleRow, VerdictRow, utcnow
-from judge.store.repository import IN_CHUNK, INSERT_CHUNK, Rating, _chunks, _insert
+from judge.store.models import RatingRow, SampleRow, VerdictRow
+from judge.store.ratings_repository import Rating
+from judge.store.statements import IN_CHUNK, INSERT_CHUNK, chunks, dialect_insert
 
 _RATING_KEY = ("rubric_hash", "sample_hash", "rater", "axis", "run")
 
@@ -61,8 +63,8 @@ class AgreementRepository:
         now = utcnow()
         # Hash order, as VerdictRepository does: concurrent writers take row locks in one order.
         ordered = [{**rows[h], "created_at": now} for h in sorted(rows)]
-        for chunk in _chunks(ordered, INSERT_CHUNK):
-            stmt = _insert(self._session, SampleRow).values(list(chunk))
+        for chunk in chunks(ordered, INSERT_CHUNK):
+            stmt = dialect_insert(self._session, SampleRow).values(list(chunk))
             await self._session.execute(stmt.on_conflict_do_nothing(index_elements=["hash"]))
         await self._session.flush()
 
@@ -157,7 +159,7 @@ class AgreementRepository:
     async def delete_ratings(self, rubric_hash: str, rater: str, sample_hashes: Sequence[str]) -> int:
         """Delete every run of ``rater`` on these samples under the rubric; returns how many rows went."""
         removed = 0
-        for chunk in _chunks(sorted(set(sample_hashes)), IN_CHUNK):
+        for chunk in chunks(sorted(set(sample_hashes)), IN_CHUNK):
             result = await self._session.execute(
                 delete(RatingRow)
                 .where(

@@ -35,8 +35,8 @@ from judge.agreement.ratings import (
 )
 from judge.agreement.repository import AgreementRepository
 from judge.samples import Sample
-from judge.store.repository import Rating as StoredRating
-from judge.store.repository import RatingRepository
+from judge.store.ratings_repository import Rating as StoredRating
+from judge.store.ratings_repository import RatingRepository
 from judge.verdicts import Verdict
 from rubrics.schema import LEVELS, Rubric
 

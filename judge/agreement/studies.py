@@ -31,8 +31,8 @@ from judge.agreement.store import (
 from judge.profiles import JudgeProfile
 from judge.samples import Sample, SampleIn, normalise
 from judge.scorer import Scorer
-from judge.store.repository import Rating as StoredRating
-from judge.store.repository import RatingRepository
+from judge.store.ratings_repository import Rating as StoredRating
+from judge.store.ratings_repository import RatingRepository
 from judge.verdicts import Verdict
 from rubrics.schema import Rubric
 

@@ -110,7 +110,7 @@ def ratings_raters(
     rubric: Annotated[str, typer.Option(help="Rubric: name (latest) or name@version.")] = "prmed",
 ) -> None:
     """The raters with ratings under a rubric."""
-    from judge.store.repository import RatingRepository
+    from judge.store.ratings_repository import RatingRepository
 
     async def main() -> list[str]:
         from judge.runtime import Runtime

@@ -85,7 +85,7 @@ def rm_train(
 
     async def main() -> None:
         from judge.runtime import Runtime
-        from judge.store.repository import RewardModelRepository
+        from judge.store.reward_models_repository import RewardModelRepository
         from reward_model.config import ModelSettings, TrainSettings
         from reward_model.pipeline import train_from_records
 
@@ -188,7 +188,7 @@ def rm_list() -> None:
 
     async def main() -> Table:
         from judge.runtime import Runtime
-        from judge.store.repository import RewardModelRepository
+        from judge.store.reward_models_repository import RewardModelRepository
 
         async with await Runtime.open(get_settings()) as runtime, runtime.sessions() as session:
             records = await RewardModelRepository(session).list()
@@ -217,7 +217,7 @@ def rm_activate(
 
     async def main() -> str:
         from judge.runtime import Runtime
-        from judge.store.repository import RewardModelRepository
+        from judge.store.reward_models_repository import RewardModelRepository
 
         async with await Runtime.open(get_settings()) as runtime, runtime.sessions() as session:
             record = await RewardModelRepository(session).set_active(name, version)

@@ -17,11 +17,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, Table, and_, bindparam, exists, func, insert, literal, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from judge.db.base import utcnow
 from judge.jobs.models import JobChunkRow, JobItemRow, JobRow
 from judge.jobs.process import ItemOutcome
 from judge.jobs.schemas import ACTIVE_STATES, ItemState, JobState
 from judge.jobs.summary import Summary
-from judge.store.models import utcnow
 
 
 @dataclass(frozen=True, slots=True)

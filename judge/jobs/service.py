@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from judge.db.base import utcnow
 from judge.errors import JudgeNotFound, JudgeUnavailable
 from judge.jobs.errors import InvalidJob, JobNotFound, JobQueueUnavailable, JobSourceRejected
 from judge.jobs.generator import Generator
@@ -23,7 +24,6 @@ from judge.jobs.summary import Summary
 from judge.profiles import JudgeProfile
 from judge.runtime import Runtime
 from judge.service import resolve
-from judge.store.models import utcnow
 from rubrics.schema import Rubric
 
 if TYPE_CHECKING:

@@ -31,7 +31,7 @@ from judge.jobs.schemas import ItemState, JobOptions
 from judge.outage import OutageLog
 from judge.runtime import Runtime
 from judge.settings import Settings
-from judge.store.repository import RubricRepository
+from judge.store.rubrics_repository import RubricRepository
 
 log = logging.getLogger(__name__)
 

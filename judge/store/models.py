@@ -19,34 +19,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-# The base and column types live in judge.db (shared with every feature's models); re-exported for old imports.
-from judge.db.base import (
-    HASH_LEN,
-    NAMING_CONVENTION,
-    VERDICT_ID_LEN,
-    Base,
-    BigIntPK,
-    JSONType,
-    UTCDateTime,
-    created_at_column,
-    utcnow,
-)
+from judge.db.base import HASH_LEN, VERDICT_ID_LEN, Base, BigIntPK, JSONType, created_at_column
 
-__all__ = [
-    "HASH_LEN",
-    "NAMING_CONVENTION",
-    "VERDICT_ID_LEN",
-    "Base",
-    "BigIntPK",
-    "JSONType",
-    "RatingRow",
-    "RewardModelRow",
-    "RubricRow",
-    "SampleRow",
-    "UTCDateTime",
-    "VerdictRow",
-    "utcnow",
-]
+__all__ = ["RatingRow", "RewardModelRow", "RubricRow", "SampleRow", "VerdictRow"]
 
 
 def _created_at() -> Mapped[datetime]:

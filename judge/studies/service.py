@@ -24,9 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from judge.agreement.ratings import Rating
 from judge.agreement.repository import AgreementRepository
 from judge.agreement.store import save_ratings
+from judge.db.base import utcnow
 from judge.samples import Sample
-from judge.store.models import utcnow
-from judge.store.repository import RatingRepository, RubricRepository
+from judge.store.ratings_repository import RatingRepository
+from judge.store.rubrics_repository import RubricRepository
 from judge.studies.design import assign, check_design, min_samples, rater_orders
 from judge.studies.errors import (
     InvalidItem,

@@ -25,7 +25,7 @@ from judge.profiles import JudgeProfile
 from judge.samples import Sample
 from judge.scorer import Scorer
 from judge.scoring.keys import group_cache_key, group_composition
-from judge.store.repository import VerdictRepository
+from judge.store.verdicts_repository import VerdictRepository
 from judge.verdicts import AxisStatus
 from rubrics.schema import Rubric
 from tests.judge.conftest import make_sample

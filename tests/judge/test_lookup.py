@@ -10,7 +10,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from judge.lookup import StoreLookup
-from judge.store.repository import VerdictRepository
+from judge.store.verdicts_repository import VerdictRepository
 from tests.judge.store.factories import cache_key_for, make_sample, make_verdict
 
 

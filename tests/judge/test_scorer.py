@@ -15,7 +15,7 @@ from judge.profiles import JudgeProfile
 from judge.samples import Sample
 from judge.scorer import Scorer
 from judge.store.database import create_engine, make_session_factory
-from judge.store.repository import VerdictRepository
+from judge.store.verdicts_repository import VerdictRepository
 from judge.verdicts import AxisStatus, JudgeOutcome
 from rubrics.schema import Rubric
 from tests.judge.conftest import make_sample

@@ -22,7 +22,8 @@ from judge.runtime import Runtime
 from judge.samples import Message, Sample, SampleIn, normalise
 from judge.settings import Settings, get_settings
 from judge.store.database import create_engine, make_session_factory
-from judge.store.repository import RewardModelRecord, RewardModelRepository, RubricRepository
+from judge.store.reward_models_repository import RewardModelRecord, RewardModelRepository
+from judge.store.rubrics_repository import RubricRepository
 from judge.verdicts import AxisResult, AxisStatus, JudgeOutcome
 from reward_model.artifacts import read_metadata
 from reward_model.config import ModelSettings, TrainSettings

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from judge.store.database import create_engine, make_session_factory
-from judge.store.repository import RatingRepository
+from judge.store.ratings_repository import RatingRepository
 from tests.api.conftest import write_judges
 from tests.judge.cli.test_app import EXAMPLES, read_jsonl, run_cli
 from tests.support.openai_server import ChatRequest, OpenAIServer, Verdict, default_scores

@@ -36,8 +36,9 @@ from judge.profiles import JudgeProfile
 from judge.samples import Sample, SampleIn, normalise
 from judge.scorer import Scorer
 from judge.store.models import RatingRow
-from judge.store.repository import Rating as StoredRating
-from judge.store.repository import RatingRepository, VerdictRepository
+from judge.store.ratings_repository import Rating as StoredRating
+from judge.store.ratings_repository import RatingRepository
+from judge.store.verdicts_repository import VerdictRepository
 from judge.verdicts import AxisResult, AxisStatus, GroupPlacement, Usage, Verdict
 from rubrics.schema import Rubric
 from tests.judge.agreement.conftest import Row, synthetic_scores, to_rows

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from judge.durability.spool import Spool, encode
 from judge.store.database import create_engine, make_session_factory
-from judge.store.repository import VerdictRepository
+from judge.store.verdicts_repository import VerdictRepository
 from tests.judge.cli.test_app import env, run_cli  # noqa: F401 - the env fixture
 from tests.judge.store.factories import make_sample, make_verdict
 

@@ -20,7 +20,7 @@ from judge.cache import MemoryCache
 from judge.durability.spool import Spool
 from judge.samples import Sample
 from judge.store.database import create_engine, make_session_factory
-from judge.store.repository import VerdictRepository
+from judge.store.verdicts_repository import VerdictRepository
 from judge.verdicts import Verdict
 from judge.writer import VerdictWriter
 from tests.judge.store.factories import make_sample, make_verdict

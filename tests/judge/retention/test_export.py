@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from judge.retention.export import ExportFilter, export_verdicts, stream_verdicts
 from judge.samples import Sample
-from judge.store.repository import VerdictRepository
+from judge.store.verdicts_repository import VerdictRepository
 from judge.verdicts import Verdict
 from tests.judge.store.factories import make_sample, make_verdict
 

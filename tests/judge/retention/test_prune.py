@@ -17,7 +17,9 @@ from judge.retention.policy import PrunePolicy, parse_age
 from judge.retention.service import plan_prune, prune
 from judge.samples import Sample
 from judge.store.models import VerdictRow
-from judge.store.repository import Rating, RatingRepository, RewardModelRepository, VerdictRepository
+from judge.store.ratings_repository import Rating, RatingRepository
+from judge.store.reward_models_repository import RewardModelRepository
+from judge.store.verdicts_repository import VerdictRepository
 from judge.verdicts import Verdict
 from tests.judge.store.factories import cache_key_for, make_sample, make_verdict
 

@@ -6,7 +6,8 @@ import time
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from judge.store.repository import Rating, RatingRepository, VerdictRepository
+from judge.store.ratings_repository import Rating, RatingRepository
+from judge.store.verdicts_repository import VerdictRepository
 from tests.judge.store.factories import make_sample, make_verdict
 
 Sessions = async_sessionmaker[AsyncSession]

@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from judge.store import migrate
 from judge.store.database import create_engine, make_session_factory
 from judge.store.models import RatingRow, SampleRow, VerdictRow
-from judge.store.repository import RatingRepository
+from judge.store.ratings_repository import RatingRepository
 from tests.conftest import PG_ADMIN_URL
 
 RUBRIC = "r" * 64

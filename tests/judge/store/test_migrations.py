@@ -11,10 +11,11 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from judge.db.base import Base
 from judge.settings import get_settings
 from judge.store import migrate
+from judge.store import models as _models  # noqa: F401  (puts every table on Base.metadata)
 from judge.store.database import create_engine
-from judge.store.models import Base
 
 
 def _diff(connection: Connection) -> list[Any]:

@@ -10,17 +10,12 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from judge.store import repository
+from judge.store import verdicts_repository as repository
 from judge.store.models import SampleRow
-from judge.store.repository import (
-    Rating,
-    RatingRepository,
-    RewardModelConflict,
-    RewardModelNotFound,
-    RewardModelRepository,
-    RubricRepository,
-    VerdictRepository,
-)
+from judge.store.ratings_repository import Rating, RatingRepository
+from judge.store.reward_models_repository import RewardModelConflict, RewardModelNotFound, RewardModelRepository
+from judge.store.rubrics_repository import RubricRepository
+from judge.store.verdicts_repository import VerdictRepository
 from rubrics.errors import RubricConflict
 from tests.judge.store.factories import make_rubric, make_sample, make_verdict
 

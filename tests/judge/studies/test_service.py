@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from judge.agreement.errors import RaterNotFound
 from judge.agreement.studies import agreement_from_store
 from judge.samples import normalise
-from judge.store.repository import RatingRepository, VerdictRepository
+from judge.store.ratings_repository import RatingRepository
+from judge.store.verdicts_repository import VerdictRepository
 from judge.studies import service
 from judge.studies.errors import (
     InvalidItem,

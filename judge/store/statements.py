@@ -1,0 +1,33 @@
+"""Statement helpers every repository shares: batch sizes, chunking, and the dialect's ON CONFLICT insert."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TypeVar
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from judge.db.base import Base
+
+# Rows per statement: keeps bound parameters far below SQLite's and asyncpg's 32k limit.
+IN_CHUNK = 500
+INSERT_CHUNK = 1000
+
+T = TypeVar("T")
+
+
+def chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
+    """``items`` in consecutive slices of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def dialect_insert(session: AsyncSession, model: type[Base]) -> postgresql.Insert | sqlite.Insert:
+    """A dialect INSERT that supports ON CONFLICT, for the session's backend."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(model)
+    if dialect == "sqlite":
+        return sqlite.insert(model)
+    raise NotImplementedError(f"no upsert for dialect {dialect!r}")
