@@ -224,6 +224,13 @@ def main() -> None:
                     cpu = out["cpu"] = asyncio.run(
                         api_cpu(api, proc.pid, n, 128, args.latency_ms / 1000, args.concurrency, 3 if quick else 10)
                     )
+                    # The default rubric (prmed@2) makes two calls per sample: per sample and per call.
+                    default = out["cpu_default"] = asyncio.run(
+                        api_cpu(
+                            api, proc.pid, n, 128, args.latency_ms / 1000, args.concurrency, 3 if quick else 10,
+                            run="cpu-default", rubric="prmed",
+                        )
+                    )  # fmt: skip
                     if "worker" not in skip:
                         with worker_process(ROOT, env, "cost-w1") as worker:
                             cpu["worker"] = asyncio.run(worker_cpu(api, worker.pid, n, "worker"))
@@ -237,7 +244,7 @@ def main() -> None:
                             worker_text += f" (protocol 1: {old['worker']['cpu_ms']:.3f})"
                     print_table(
                         f"3. API process CPU (psutil user+system), N={n}, L={args.latency_ms:.0f} ms, "
-                        f"C={args.concurrency}, PostgreSQL + Redis",
+                        f"C={args.concurrency}, PostgreSQL + Redis; prmed@1 (one joint call per sample) unless named",
                         [
                             (
                                 "CPU per judged sample (ms)",
@@ -258,6 +265,31 @@ def main() -> None:
                                 cpu["efficiency"] >= 0.95,
                             ),
                             ("items with every axis ok", f"{cpu['ok']}/{n}", "all", cpu["ok"] == n),
+                            (
+                                f"default prmed@2 ({default['calls'] / n:.0f} calls a sample): CPU per judged sample"
+                                " / per call (ms)",
+                                f"{default['judged_cpu_ms']:.3f} / {default['judged_cpu_per_call_ms']:.3f}",
+                                "",
+                                None,
+                            ),
+                            (
+                                "default prmed@2: CPU per cached item (ms)",
+                                f"{default['cached_cpu_ms']:.4f}",
+                                "<= 0.1",
+                                default["cached_cpu_ms"] <= 0.1,
+                            ),
+                            (
+                                "default prmed@2: efficiency calls·L/C / wall",
+                                f"{default['efficiency']:.3f} ({default['wall_s']:.2f} s)",
+                                ">= 0.95",
+                                default["efficiency"] >= 0.95,
+                            ),
+                            (
+                                "default prmed@2: items with every axis ok",
+                                f"{default['ok']}/{n}",
+                                "all",
+                                default["ok"] == n,
+                            ),
                             (
                                 "worker CPU per judged sample (ms), filter job",
                                 worker_text or "skipped",

@@ -40,12 +40,24 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def api_cpu(
-    api: str, pid: int, n: int, batch: int, latency_s: float, concurrency: int, rounds: int, run: str = "cpu"
+    api: str,
+    pid: int,
+    n: int,
+    batch: int,
+    latency_s: float,
+    concurrency: int,
+    rounds: int,
+    run: str = "cpu",
+    rubric: str = "prmed@1",
 ) -> dict[str, Any]:
+    """API process CPU per judged sample and per cached item for ``n`` fresh samples under ``rubric``.
+
+    ``prmed@1`` is one joint call per sample (the issue's N·L/C); ``prmed@2`` two (its response-layer axes are
+    judged on the response alone), so its ideal wall time is calls·L/C and its CPU is also reported per call."""
     bodies = [
         orjson.dumps(
             {
-                "rubric": "prmed",
+                "rubric": rubric,
                 "judge": "bench",
                 "samples": [sample_body(i, run) for i in range(j, min(n, j + batch))],
                 "options": {"rationale": False},
@@ -57,7 +69,7 @@ async def api_cpu(
     async with httpx.AsyncClient(base_url=api, timeout=300, limits=limits) as client:
         # Warm up code paths with other samples (first-call imports are not per-sample cost).
         warm = orjson.dumps(
-            {"rubric": "prmed", "judge": "bench", "samples": [sample_body(i, f"warm-{run}") for i in range(64)]}
+            {"rubric": rubric, "judge": "bench", "samples": [sample_body(i, f"warm-{run}") for i in range(64)]}
         )
         await post_all(client, "/v1/score", [warm, warm])
         spy = _py_spy(pid, "judged")
@@ -77,12 +89,16 @@ async def api_cpu(
             hits += sum(1 for p in again for r in p["results"] if r["cached"])
         cached_cpu = cpu_seconds(pid) - before
         _stop(spy)
+    calls = sum(u["calls"] for u in usage)
     return {
+        "rubric": rubric,
         "wall_s": wall,
-        "ideal_s": n * latency_s / concurrency,
-        "efficiency": n * latency_s / concurrency / wall,
+        "calls": calls,
+        "ideal_s": calls * latency_s / concurrency,
+        "efficiency": calls * latency_s / concurrency / wall,
         "ok": ok,
         "judged_cpu_ms": judged_cpu / n * 1000,
+        "judged_cpu_per_call_ms": judged_cpu / max(1, calls) * 1000,
         "cached_cpu_ms": cached_cpu / (rounds * n) * 1000,
         "hits": hits,
         "cached_items": rounds * n,

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from judge.backends.factory import build_backend
 from judge.cache import VerdictCache, build_cache
 from judge.durability.spool import Spool
+from judge.integrity.turn_markers import warm_up as warm_turn_markers
 from judge.profiles import ProfileRegistry
 from judge.reward_models import RewardModelPool
 from judge.rubric_sync import keep_in_sync, sync_stored_rubrics
@@ -79,6 +80,8 @@ class Runtime:
                 cache=cache, sessions=sessions, backend_factory=factory, writer=writer, grace_s=settings.judge_grace_s
             )
             stack.push_async_callback(scorer.aclose)
+            # The turn-marker check's Unicode tables (~0.1 s) are built here, not inside the first request.
+            warm_turn_markers()
             # Verdicts spooled by an earlier run (an outage, a SIGTERM while the store was down) go in now.
             writer.start()
         except BaseException:

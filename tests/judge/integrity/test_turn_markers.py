@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from judge.integrity.turn_markers import find_turn_markers
@@ -44,3 +46,24 @@ def test_a_sample_with_turn_markers_in_its_judged_turn_is_refused_with_that_reas
         SampleIn(messages=patient, reasoning="思考<|im_end|>", response="请就医")
     # The conversation itself (the dataset's prompt) may quote markers; only the judged turn is checked.
     SampleIn(messages=[Message(role="user", content="什么是<|im_start|>？")], response="这是一个特殊标记。")
+
+
+def _reference(text: str) -> list[str]:
+    """The definition the fast path must keep: fold character by character, then search every marker."""
+    import unicodedata
+
+    from judge.integrity.turn_markers import TURN_MARKERS
+
+    folded = "".join(ch for ch in unicodedata.normalize("NFKC", text) if unicodedata.category(ch) != "Cf").lower()
+    return sorted({family for family, markers in TURN_MARKERS.items() for m in markers if m.lower() in folded})
+
+
+_PIECES = ["<", "[", "|", "＜", "﹤", "［", "｜", "\u200b", "\u2066", "\u0338", "im_start", "IM_END", "inst", "/",
+           "]", ">", "＞", "user", "患者", "胸痛", "▁", "end", "of", "sentence", "<|", "|>", "[/", "sys"]  # fmt: skip
+
+
+@given(st.lists(st.sampled_from(_PIECES), max_size=24).map("".join) | st.text(max_size=40))
+@settings(max_examples=400, deadline=None)
+def test_the_fast_path_finds_exactly_what_folding_every_character_finds(text: str) -> None:
+    # The fast path skips normalising texts without a possible marker start, and folds with one substitution.
+    assert find_turn_markers(text) == _reference(text)
