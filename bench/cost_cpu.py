@@ -72,7 +72,7 @@ async def api_cpu(
             {"rubric": rubric, "judge": "bench", "samples": [sample_body(i, f"warm-{run}") for i in range(64)]}
         )
         await post_all(client, "/v1/score", [warm, warm])
-        spy = _py_spy(pid, "judged")
+        spy = _py_spy(pid, f"judged-{rubric}")
         before = cpu_seconds(pid)
         wall, payloads = await post_all(client, "/v1/score", bodies)
         judged_cpu = cpu_seconds(pid) - before
@@ -81,7 +81,7 @@ async def api_cpu(
         await asyncio.sleep(1.0)  # let the group-commit writer finish (its CPU belongs to the judged path)
         judged_cpu = cpu_seconds(pid) - before
         _stop(spy)
-        spy = _py_spy(pid, "cached")
+        spy = _py_spy(pid, f"cached-{rubric}")
         before = cpu_seconds(pid)
         hits = 0
         for _ in range(rounds):
@@ -154,7 +154,7 @@ def _py_spy(pid: int, name: str) -> subprocess.Popen[bytes] | None:
         return None
     Path(PY_SPY).mkdir(parents=True, exist_ok=True)
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    args = [spy, "record", "--pid", str(pid), "--rate", "250", "--nonblocking", "-o", f"{PY_SPY}/{name}.txt"]
+    args = [spy, "record", "--pid", str(pid), "--rate", os.environ.get("RJ_BENCH_PY_SPY_RATE", "250"), "--nonblocking", "-o", f"{PY_SPY}/{name}.txt"]
     proc = subprocess.Popen([*args, "--format", "raw"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)  # attached before the measured work starts
     return proc

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from judge.errors import InvalidRubric, JudgeNotFound, RubricJudgeError
 from rubrics.loader import YamlLimitExceeded, load_yaml_bounded
@@ -80,6 +80,14 @@ class JudgeProfile(BaseModel):
     # hedge_after_ms as its floor); see judge.backends.openai.hedge.
     hedge_after_ms: Annotated[float | None, Field(gt=0)] = None
     hedge_percentile: Annotated[float | None, Field(ge=50, lt=100)] = None
+
+    @field_validator("extra_body")
+    @classmethod
+    def _extra_body_keeps_messages(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # The prompt is the service's (fences, nonce, rubric): a profile adds sampling options, never messages.
+        if "messages" in value:
+            raise ValueError("extra_body cannot set `messages`: the judge's prompt is built by the service")
+        return value
 
     @cached_property
     def identity(self) -> str:

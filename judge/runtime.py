@@ -74,6 +74,7 @@ class Runtime:
                 spool=Spool(settings.spool_dir, settings.database_url),
                 buffer_max=settings.write_buffer_max,
                 wait_s=settings.write_wait_s,
+                linger_s=settings.write_linger_ms / 1000,
                 flush_timeout_s=settings.write_flush_timeout_s,
             )
             scorer = Scorer(

@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     spool_dir: Path = Path("./rubric-judge-spool")
     # How long a request waits for its verdicts' commit before answering with them pending (usage.pending_writes).
     write_wait_s: float = Field(default=5.0, gt=0)
+    # Under load (verdicts arriving while the last commit ran), the writer waits this long after the first
+    # queued verdict so that one transaction takes many: at judge concurrency 64 answers trickle in a few at a
+    # time, and each commit costs ~1 ms of CPU in round trips whatever its size. An idle writer commits at once.
+    write_linger_ms: float = Field(default=10.0, ge=0, le=1000)
     # At shutdown, how long the store gets to take held verdicts before they are written to the spool.
     write_flush_timeout_s: float = Field(default=5.0, ge=0)
     # Bytes a request body may have on every route (streamed JSONL job uploads excepted): 413 past it.

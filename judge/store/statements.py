@@ -24,10 +24,16 @@ def chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
 
 
 def dialect_insert(session: AsyncSession, model: type[Base]) -> postgresql.Insert | sqlite.Insert:
-    """A dialect INSERT that supports ON CONFLICT, for the session's backend."""
+    """A dialect INSERT that supports ON CONFLICT, for the session's backend.
+
+    On the model's table, not the ORM entity: rows are plain dicts either way, and a table insert takes Core's
+    executemany path instead of the ORM's bulk-persistence machinery, which cost about as much CPU per verdict
+    row as building the row itself (bench/README.md, issue 13).
+    """
     dialect = session.get_bind().dialect.name
+    table = model.__table__
     if dialect == "postgresql":
-        return postgresql.insert(model)
+        return postgresql.insert(table)
     if dialect == "sqlite":
-        return sqlite.insert(model)
+        return sqlite.insert(table)
     raise NotImplementedError(f"no upsert for dialect {dialect!r}")

@@ -29,6 +29,8 @@ class RenderedGroupPrompt:
     labels: tuple[str, ...]
     nonce: str
     language: Language
+    # The texts inside its fences (what others wrote): JSON objects quoted there are never the verdict.
+    fenced: tuple[str, ...]
     rationale: RationaleMode = "full"
 
     def messages(self) -> list[dict[str, str]]:
@@ -103,6 +105,7 @@ def render_group_prompt(
     first = samples[0]
 
     parts = [group_static_section(rubric, language, labels, keys, rationale), text["markers"].format(nonce=nonce)]
+    fenced = [message.content for message in first.messages]
     parts.append(text["conversation"])
     for i, message in enumerate(first.messages, start=1):
         parts.append(text["turn"].format(i=i, who=text[f"who_{message.role}"]))
@@ -116,9 +119,11 @@ def render_group_prompt(
         parts.append(fence(sample.reasoning, f"REASONING_{label}", nonce) if sample.reasoning else text["no_reasoning"])
         parts.append(group["response"].format(label=label))
         parts.append(fence(sample.response, f"RESPONSE_{label}", nonce) if sample.response else text["no_response"])
+        fenced += [sample.reasoning, sample.response]
     if first.reference:
         parts.append(text["reference"])
         parts.append(fence(first.reference, "REFERENCE", nonce))
+        fenced.append(first.reference)
     parts.append(f"{group['tail']}\n\n{AXES_LINE_PREFIX} {','.join(keys)}\n{CANDIDATES_LINE_PREFIX} {','.join(labels)}")
 
     return RenderedGroupPrompt(
@@ -128,5 +133,6 @@ def render_group_prompt(
         labels=labels,
         nonce=nonce,
         language=language,
+        fenced=tuple(text for text in fenced if text),
         rationale=rationale,
     )

@@ -31,6 +31,8 @@ class RenderedPrompt:
     axis_keys: tuple[str, ...]
     nonce: str
     language: Language
+    # The texts inside its fences (what others wrote): JSON objects quoted there are never the verdict.
+    fenced: tuple[str, ...]
     rationale: RationaleMode = "full"
 
     def messages(self) -> list[dict[str, str]]:
@@ -62,6 +64,7 @@ def render_prompt(
     text = TEXT[language]
 
     parts = [static_section(rubric, language, keys, rationale), text["markers"].format(nonce=nonce)]
+    fenced = [message.content for message in sample.messages]
     parts.append(text["conversation"])
     for i, message in enumerate(sample.messages, start=1):
         parts.append(text["turn"].format(i=i, who=text[f"who_{message.role}"]))
@@ -74,11 +77,14 @@ def render_prompt(
         parts.append(text["reasoning_withheld"])
     else:
         parts.append(fence(sample.reasoning, "REASONING", nonce) if sample.reasoning else text["no_reasoning"])
+        fenced.append(sample.reasoning)
     parts.append(text["response"])
     parts.append(fence(sample.response, "RESPONSE", nonce) if sample.response else text["no_response"])
+    fenced.append(sample.response)
     if sample.reference:
         parts.append(text["reference"])
         parts.append(fence(sample.reference, "REFERENCE", nonce))
+        fenced.append(sample.reference)
     parts.append(closing_section(language, keys))
 
     return RenderedPrompt(
@@ -87,6 +93,7 @@ def render_prompt(
         axis_keys=keys,
         nonce=nonce,
         language=language,
+        fenced=tuple(text for text in fenced if text),
         rationale=rationale,
     )
 
@@ -124,8 +131,6 @@ def render_prompts(
     or one per axis (isolated)."""
     language = prompt_language(profile, rubric)
     nonce = nonce or new_nonce()
-    # Axes of the rubric's response-only layers are judged without the CoT (prompt_axis_sets keeps them apart).
-    alone = response_only_axes(rubric)
     return [
         render_prompt(
             sample,
@@ -134,7 +139,21 @@ def render_prompts(
             axis_keys=keys,
             nonce=nonce,
             rationale=profile.rationale,
-            include_reasoning=not set(keys) <= alone,
+            include_reasoning=include_reasoning,
         )
-        for keys in prompt_axis_sets(rubric, profile.mode)
+        for keys, include_reasoning in _calls(rubric, profile.mode)
     ]
+
+
+_CALLS: dict[tuple[str, str], list[tuple[tuple[str, ...], bool]]] = {}
+
+
+def _calls(rubric: Rubric, mode: str) -> list[tuple[tuple[str, ...], bool]]:
+    """Each call's axes and whether it shows the CoT, once per rubric content and mode (not per sample)."""
+    key = (rubric.content_hash, mode)
+    calls = _CALLS.get(key)
+    if calls is None:
+        # Axes of the rubric's response-only layers are judged without the CoT (prompt_axis_sets keeps them apart).
+        alone = response_only_axes(rubric)
+        calls = _CALLS[key] = [(keys, not set(keys) <= alone) for keys in prompt_axis_sets(rubric, mode)]
+    return calls

@@ -113,3 +113,30 @@ async def test_layered_mode_one_call_per_layer_every_axis_scored(
     assert all(axis.status is AxisStatus.ok for axis in outcome.axes.values())
     assert outcome.usage.calls == 2
     assert outcome.usage.prompt_tokens == sum(max(1, len(call.request.prompt) // 2) for call in openai_server.requests)
+
+
+async def test_request_body_is_the_same_json_whatever_is_serialised_once(
+    make_judge: MakeJudge, openai_server: OpenAIServer, tiny_rubric: Rubric, zh_sample: Sample
+) -> None:
+    # The body's schema and options are serialised once per axes and spliced after each request's messages:
+    # the server must still get one JSON object with every field, extra_body's overrides included.
+    judge = make_judge(extra_body={"temperature": 0.7, "seed": 7}, logprobs=True, top_logprobs=5)
+    for sample in (zh_sample, make_sample(**OTHER)):
+        outcome = await judge.score(sample, tiny_rubric)
+        assert outcome.complete
+        body = openai_server.last_request.body
+        assert body["messages"][1]["content"].endswith(sample.response) is False  # the closing section follows
+        assert sample.response in body["messages"][1]["content"]
+        assert body["temperature"] == 0.7 and body["seed"] == 7
+        assert body["logprobs"] is True and body["top_logprobs"] == 5
+        assert body["response_format"]["type"] == "json_schema"
+        assert body["model"] == "loopback-judge"
+
+
+def test_extra_body_cannot_replace_the_prompt() -> None:
+    from pydantic import ValidationError
+
+    from judge.profiles import JudgeProfile
+
+    with pytest.raises(ValidationError, match="extra_body cannot set `messages`"):
+        JudgeProfile.model_validate({"name": "j", "model": "m", "extra_body": {"messages": [{"role": "user"}]}})
