@@ -252,6 +252,7 @@ def main() -> None:
                                 "<= 0.8",
                                 cpu["judged_cpu_ms"] <= 0.8,
                             ),
+                            ("of which system (kernel) time (ms)", f"{cpu['judged_sys_ms']:.3f}", "", None),
                             (
                                 "CPU per cached item (ms)",
                                 cpu.get("cached_cpu_ms_text", f"{cpu['cached_cpu_ms']:.4f}"),

@@ -27,13 +27,14 @@ from judge.profiles import JudgeProfile
 from rubrics.schema import Rubric
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its children (process CPU time, not wall time)."""
+def cpu_seconds(pid: int, part: slice = slice(0, 2)) -> float:
+    """User + system CPU time of a process and its children (process CPU time, not wall time); ``part``
+    ``slice(1, 2)``: system time alone (the kernel's socket and TCP work on loopback is most of it)."""
     proc = psutil.Process(pid)
-    total = sum(proc.cpu_times()[:2])
+    total = sum(proc.cpu_times()[part])
     for child in proc.children(recursive=True):
         try:
-            total += sum(child.cpu_times()[:2])
+            total += sum(child.cpu_times()[part])
         except psutil.NoSuchProcess:
             continue
     return total
@@ -73,13 +74,14 @@ async def api_cpu(
         )
         await post_all(client, "/v1/score", [warm, warm])
         spy = _py_spy(pid, f"judged-{rubric}")
-        before = cpu_seconds(pid)
+        before, before_sys = cpu_seconds(pid), cpu_seconds(pid, slice(1, 2))
         wall, payloads = await post_all(client, "/v1/score", bodies)
         judged_cpu = cpu_seconds(pid) - before
         ok = sum(1 for p in payloads for r in p["results"] if all(a["status"] == "ok" for a in r["axes"].values()))
         usage = [p["usage"] for p in payloads]
         await asyncio.sleep(1.0)  # let the group-commit writer finish (its CPU belongs to the judged path)
         judged_cpu = cpu_seconds(pid) - before
+        judged_sys = cpu_seconds(pid, slice(1, 2)) - before_sys
         _stop(spy)
         spy = _py_spy(pid, f"cached-{rubric}")
         before = cpu_seconds(pid)
@@ -99,6 +101,7 @@ async def api_cpu(
         "ok": ok,
         "judged_cpu_ms": judged_cpu / n * 1000,
         "judged_cpu_per_call_ms": judged_cpu / max(1, calls) * 1000,
+        "judged_sys_ms": judged_sys / n * 1000,
         "cached_cpu_ms": cached_cpu / (rounds * n) * 1000,
         "hits": hits,
         "cached_items": rounds * n,
@@ -154,7 +157,7 @@ def _py_spy(pid: int, name: str) -> subprocess.Popen[bytes] | None:
         return None
     Path(PY_SPY).mkdir(parents=True, exist_ok=True)
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    args = [spy, "record", "--pid", str(pid), "--rate", os.environ.get("RJ_BENCH_PY_SPY_RATE", "250"), "--nonblocking", "-o", f"{PY_SPY}/{name}.txt"]
+    args = [spy, "record", "--pid", str(pid), "--rate", os.environ.get("RJ_BENCH_PY_SPY_RATE", "250"), "--nonblocking", *os.environ.get("RJ_BENCH_PY_SPY_ARGS", "").split(), "-o", f"{PY_SPY}/{name}.txt"]
     proc = subprocess.Popen([*args, "--format", "raw"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)  # attached before the measured work starts
     return proc

@@ -35,7 +35,7 @@ from judge.backends.openai.hedge import HedgePolicy, hedged
 from judge.backends.openai.logprobs import score_distributions
 from judge.backends.openai.parse_results import ParseResult
 from judge.backends.openai.prompts import RenderedPrompt, prompt_language, render_prompts
-from judge.backends.openai.retry import make_retrying
+from judge.backends.openai.retry import retried
 from judge.backends.openai.single_answer import parse_scores
 from judge.backends.openai.verdict import quoted_objects
 from judge.errors import JudgeUnavailable
@@ -115,6 +115,7 @@ class OpenAIJudge:
         self._semaphore = asyncio.Semaphore(profile.concurrency)
         self._hedge = HedgePolicy.for_profile(profile)
         self._body_tails: dict[tuple[tuple[str, ...], tuple[str, ...] | None], bytes] = {}
+        self._static_json: dict[tuple[str, str], bytes] = {}
         # Prometheus children resolved once (a labels() lookup per call and kind adds up at hundreds of calls/s).
         self._token_counters = {kind: JUDGE_TOKENS.labels(judge=profile.name, kind=kind) for kind in _TOKEN_KINDS}
 
@@ -149,7 +150,7 @@ class OpenAIJudge:
             ChatCompletionUserMessageParam(role="user", content=prompt.user),
         ]
         try:
-            choice = await self._complete(messages, keys, tally)
+            choice = await self._complete(messages, keys, tally, messages_json=self._messages_json(prompt))
         except _CallFailed as failure:
             return _failed(keys, failure.status, failure.message, tally)
         content = choice.message.content or ""
@@ -331,17 +332,20 @@ class OpenAIJudge:
         tally: _Tally,
         *,
         labels: list[str] | None = None,
+        messages_json: bytes | None = None,
     ) -> Choice:
         """One chat completion with retries; raises ``_CallFailed`` with the final failure classified.
 
-        ``labels``: a group call's candidate labels (its output format names them).
+        ``labels``: a group call's candidate labels (its output format names them). ``messages_json``:
+        ``messages`` already serialised (:meth:`_messages_json`).
         """
         profile = self.profile
 
         def count_retry(_: BaseException) -> None:
             tally.retries += 1
 
-        payload = b'{"messages":' + orjson.dumps(messages) + b"," + self._body_tail(keys, labels)
+        serialised = messages_json if messages_json is not None else orjson.dumps(messages)
+        payload = b'{"messages":' + serialised + b"," + self._body_tail(keys, labels)
 
         async def send(went_out: asyncio.Event | None) -> ChatCompletion:
             async with self._semaphore:
@@ -378,7 +382,7 @@ class OpenAIJudge:
         tally.calls += 1
         started = time.perf_counter()
         try:
-            completion: ChatCompletion = await make_retrying(profile, on_retry=count_retry)(attempt)
+            completion: ChatCompletion = await retried(attempt, profile, on_retry=count_retry)
         except Exception as exc:  # a judge-side failure must become a status, never an exception
             failure = self._classify(exc)
             self._observe(started, "timeout" if failure.status is AxisStatus.timeout else "error")
@@ -391,6 +395,28 @@ class OpenAIJudge:
         choice = completion.choices[0]
         self._observe(started, "truncated" if choice.finish_reason == "length" else "ok")
         return choice
+
+    def _messages_json(self, prompt: RenderedPrompt) -> bytes:
+        """``prompt``'s system and user messages as JSON, its shared start serialised once per judge.
+
+        A JSON string's escaping is character by character, so the escaped static prefix followed by the escaped
+        rest is the escaped whole: ~7,000 of the ~9,000 characters of a joint prmed prompt are not re-encoded on
+        every request (serialising them was ~4 % of the API's CPU per judged sample).
+        """
+        static = prompt.static_prefix
+        if not static or not prompt.user.startswith(static):
+            return orjson.dumps(prompt.messages())
+        key = (prompt.system, static)
+        head = self._static_json.get(key)
+        if head is None:
+            if len(self._static_json) >= 256:
+                self._static_json.clear()  # rubrics x axes x languages x rationale modes: a handful in practice
+            # '[{"role":"system","content":"…"},{"role":"user","content":"<static>' with no closing quote.
+            system = orjson.dumps({"role": "system", "content": prompt.system})
+            head = self._static_json[key] = (
+                b"[" + system + b',{"role":"user","content":' + orjson.dumps(static)[:-1]
+            )
+        return head + orjson.dumps(prompt.user[len(static) :])[1:] + b"}]"
 
     def _body_tail(self, keys: list[str], labels: list[str] | None) -> bytes:
         """Everything of a request body but its messages, serialised once per axes and labels: the output schema

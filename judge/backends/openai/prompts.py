@@ -34,6 +34,9 @@ class RenderedPrompt:
     # The texts inside its fences (what others wrote): JSON objects quoted there are never the verdict.
     fenced: tuple[str, ...]
     rationale: RationaleMode = "full"
+    # The start of ``user`` that every sample of this rubric, axes, language and rationale mode shares (the same
+    # string object each time): the judge serialises it once, not once per request.
+    static_prefix: str = ""
 
     def messages(self) -> list[dict[str, str]]:
         return [{"role": "system", "content": self.system}, {"role": "user", "content": self.user}]
@@ -63,7 +66,8 @@ def render_prompt(
     nonce = nonce or new_nonce()
     text = TEXT[language]
 
-    parts = [static_section(rubric, language, keys, rationale), text["markers"].format(nonce=nonce)]
+    static = static_section(rubric, language, keys, rationale)
+    parts = [static, text["markers"].format(nonce=nonce)]
     fenced = [message.content for message in sample.messages]
     parts.append(text["conversation"])
     for i, message in enumerate(sample.messages, start=1):
@@ -95,6 +99,7 @@ def render_prompt(
         language=language,
         fenced=tuple(text for text in fenced if text),
         rationale=rationale,
+        static_prefix=static,
     )
 
 

@@ -10,7 +10,14 @@ import pytest
 from prometheus_client import REGISTRY
 from tenacity import RetryCallState, wait_fixed
 
-from judge.backends.openai.retry import is_retryable, make_retrying, retry_after_seconds, retry_reason, wait_retry_after
+from judge.backends.openai.retry import (
+    is_retryable,
+    make_retrying,
+    retried,
+    retry_after_seconds,
+    retry_reason,
+    wait_retry_after,
+)
 from judge.profiles import JudgeProfile
 
 _REQUEST = httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions")
@@ -171,3 +178,54 @@ def test_wait_falls_back_without_retry_after() -> None:
     assert wait(state) == 0.123
     state.set_exception((openai.RateLimitError, _status_error(429, {"retry-after-ms": "300"}), None))
     assert 0.3 <= wait(state) <= 0.33
+
+
+async def test_retried_runs_a_first_success_once_without_waiting() -> None:
+    sleeps, seen = _Sleeps(), list[BaseException]()
+    flaky = _Flaky()
+    assert await retried(flaky, _profile(), on_retry=seen.append, sleep=sleeps) == "好"
+    assert (flaky.calls, sleeps.waits, seen) == (1, [], [])
+
+
+async def test_retried_hands_a_retryable_first_failure_to_tenacity_as_its_first_attempt() -> None:
+    sleeps, seen = _Sleeps(), list[BaseException]()
+    flaky = _Flaky(_status_error(429, {"retry-after": "2"}), _status_error(500))
+    assert await retried(flaky, _profile(), on_retry=seen.append, sleep=sleeps) == "好"
+    # The same attempts, waits and retry counts as tenacity running every attempt (the test above).
+    assert flaky.calls == 3
+    assert 2.0 <= sleeps.waits[0] <= 2.2 and 0.0 <= sleeps.waits[1] <= 1.0
+    assert [type(exc) for exc in seen] == [openai.RateLimitError, openai.InternalServerError]
+
+
+async def test_retried_keeps_the_attempt_cap_and_raises_the_rest_at_once() -> None:
+    capped = _Flaky(*(_status_error(503) for _ in range(10)))
+    with pytest.raises(openai.InternalServerError):
+        await retried(capped, _profile(max_retries=2), sleep=_Sleeps())
+    assert capped.calls == 3
+    bad = _Flaky(_status_error(400))
+    with pytest.raises(openai.BadRequestError):
+        await retried(bad, _profile(), sleep=_Sleeps())
+    assert bad.calls == 1
+    never = _Flaky(_status_error(500))
+    with pytest.raises(openai.InternalServerError):
+        await retried(never, _profile(max_retries=0), sleep=_Sleeps())
+    assert never.calls == 1
+
+
+async def test_retried_counts_the_time_budget_from_the_first_attempt(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A first attempt that took 25 s of a 30 s budget leaves no room for a 10 s Retry-After.
+    import time
+
+    sleeps = _Sleeps()
+    calls = 0
+    real_monotonic = time.monotonic
+
+    async def slow_then_limited() -> str:
+        nonlocal calls
+        calls += 1
+        monkeypatch.setattr(time, "monotonic", lambda: real_monotonic() + 25.0)  # the attempt took 25 s
+        raise _status_error(429, {"retry-after": "10"})
+
+    with pytest.raises(openai.RateLimitError):
+        await retried(slow_then_limited, _profile(retry_budget_s=30), sleep=sleeps)
+    assert calls == 1 and sleeps.waits == []
