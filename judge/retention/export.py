@@ -26,10 +26,12 @@ FORMATS: tuple[ExportFormat, ...] = ("jsonl", "parquet")
 
 V = VerdictRow
 # Every column of a verdict, in this order, in both formats; ``axes`` stays JSON (its keys are the rubric's).
+# ``cached_tokens`` and ``hedges`` are null for verdicts stored before they were recorded (migration 0010): the
+# export says "not recorded" rather than 0.
 COLUMNS = (
     V.id, V.created_at, V.rubric_ref, V.rubric_hash, V.judge, V.profile_hash, V.cache_key, V.sample_hash,
-    V.complete, V.passed, V.reward, V.error, V.axes, V.calls, V.prompt_tokens, V.completion_tokens, V.retries,
-    V.latency_ms, V.clipped, V.group_hash, V.group_position, V.group_size,
+    V.complete, V.passed, V.reward, V.error, V.axes, V.calls, V.prompt_tokens, V.cached_tokens,
+    V.completion_tokens, V.retries, V.hedges, V.latency_ms, V.clipped, V.group_hash, V.group_position, V.group_size,
 )  # fmt: skip
 
 
@@ -94,8 +96,9 @@ def _arrow_schema(with_samples: bool) -> Any:
         ("cache_key", pa.string()), ("sample_hash", pa.string()), ("complete", pa.bool_()), ("passed", pa.bool_()),
         ("reward", pa.float64()), ("error", pa.string()), ("axes", pa.string()),
         ("scores", pa.map_(pa.string(), pa.int8())),
-        ("calls", pa.int32()), ("prompt_tokens", pa.int32()), ("completion_tokens", pa.int32()),
-        ("retries", pa.int32()), ("latency_ms", pa.float64()), ("clipped", pa.bool_()), ("group_hash", pa.string()),
+        ("calls", pa.int32()), ("prompt_tokens", pa.int32()), ("cached_tokens", pa.int32()),
+        ("completion_tokens", pa.int32()), ("retries", pa.int32()), ("hedges", pa.int32()),
+        ("latency_ms", pa.float64()), ("clipped", pa.bool_()), ("group_hash", pa.string()),
         ("group_position", pa.int32()), ("group_size", pa.int32()),
     ]  # fmt: skip
     if with_samples:

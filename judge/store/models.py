@@ -82,6 +82,11 @@ class VerdictRow(Base):
     prompt_tokens: Mapped[int] = mapped_column(Integer)
     completion_tokens: Mapped[int] = mapped_column(Integer)
     retries: Mapped[int] = mapped_column(Integer)
+    # Of prompt_tokens, those served from the provider's prefix cache; and extra calls sent by hedging. NULL means
+    # "not recorded" (verdicts stored before migration 0010 were never measured for them), never "none": every
+    # verdict written since stores its count. No default of 0 (Python or server side): it would claim a measurement.
+    cached_tokens: Mapped[int | None] = mapped_column(Integer)
+    hedges: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     latency_ms: Mapped[float] = mapped_column(Float)
     clipped: Mapped[bool] = mapped_column(Boolean)

@@ -39,8 +39,10 @@ def verdict_to_row(verdict: Verdict) -> dict[str, Any]:
         "axes": verdict.model_dump(mode="json", include={"axes"})["axes"],
         "calls": verdict.usage.calls,
         "prompt_tokens": verdict.usage.prompt_tokens,
+        "cached_tokens": verdict.usage.cached_tokens,
         "completion_tokens": verdict.usage.completion_tokens,
         "retries": verdict.usage.retries,
+        "hedges": verdict.usage.hedges,
         "error": verdict.error,
         "latency_ms": verdict.latency_ms,
         "clipped": verdict.clipped,
@@ -66,8 +68,12 @@ def verdict_from_row(row: VerdictRow) -> Verdict:
         usage=Usage(
             calls=row.calls,
             prompt_tokens=row.prompt_tokens,
+            # NULL is "not recorded" (stored before migration 0010). Usage counts are numbers, so it reads as 0
+            # here; exports read the columns themselves and keep the NULL.
+            cached_tokens=row.cached_tokens or 0,
             completion_tokens=row.completion_tokens,
             retries=row.retries,
+            hedges=row.hedges or 0,
         ),
         error=row.error,
         latency_ms=row.latency_ms,

@@ -6,15 +6,18 @@ import io
 import math
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pyarrow.parquet as pq
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from judge.retention.export import ExportFilter, export_verdicts, stream_verdicts
 from judge.samples import Sample
+from judge.store.models import VerdictRow
 from judge.store.verdicts_repository import VerdictRepository
-from judge.verdicts import Verdict
+from judge.verdicts import Usage, Verdict
 from tests.judge.store.factories import make_sample, make_verdict
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -87,3 +90,29 @@ async def test_rows_are_fetched_batch_by_batch(db_sessions: Sessions) -> None:
     await _fill(db_sessions, 0, 7)
     sizes = [len(batch) async for batch in stream_verdicts(db_sessions, ExportFilter(), batch=3)]
     assert sum(sizes) == 7 and max(sizes) <= 3 and len(sizes) >= 3
+
+
+async def test_both_formats_carry_the_whole_usage_and_null_where_not_recorded(
+    db_sessions: Sessions, tmp_path: Path
+) -> None:
+    measured, unrecorded = make_sample("医生，宝宝发烧39度，能用退热贴吗？"), make_sample("医生，孩子咳嗽一周了。")
+    usage = Usage(calls=2, prompt_tokens=10_440, cached_tokens=8_350, completion_tokens=1_300, retries=1, hedges=1)
+    new = make_verdict(measured, usage=usage, rationale="建议按体重给药，并观察精神状态。")
+    old = make_verdict(unrecorded, rationale="语气温和。")
+    async with db_sessions() as session:
+        await VerdictRepository(session).add_many([(new, measured), (old, unrecorded)])
+        # As a verdict stored before migration 0010 reads: its cached tokens and hedges were never recorded.
+        await session.execute(update(VerdictRow).where(VerdictRow.id == old.id).values(cached_tokens=None, hedges=None))
+        await session.commit()
+    expected: dict[str, dict[str, int | None]] = {
+        new.id: {"cached_tokens": 8_350, "hedges": 1, "prompt_tokens": 10_440, "retries": 1},
+        old.id: {"cached_tokens": None, "hedges": None, "prompt_tokens": 1234, "retries": 1},
+    }
+
+    jsonl, parquet = tmp_path / "v.jsonl", tmp_path / "v.parquet"
+    await export_verdicts(db_sessions, ExportFilter(), format="jsonl", out=jsonl)
+    await export_verdicts(db_sessions, ExportFilter(), format="parquet", out=parquet)
+    from_jsonl: list[dict[str, Any]] = [orjson.loads(line) for line in jsonl.read_bytes().splitlines()]
+    from_parquet: list[dict[str, Any]] = pq.ParquetFile(parquet).read().to_pylist()
+    for rows in (from_jsonl, from_parquet):
+        assert {row["id"]: {k: row[k] for k in expected[new.id]} for row in rows} == expected

@@ -32,6 +32,7 @@ def make_verdict(
     complete: bool = True,
     created_at: float | None = None,
     rationale: str = "识别出患者的焦虑情绪，语气温和。",
+    usage: Usage | None = None,
 ) -> Verdict:
     axes = {
         "emotion_perception": AxisResult(
@@ -52,7 +53,7 @@ def make_verdict(
         judge="deepseek",
         profile_hash="p" * 64,
         axes=axes,
-        usage=Usage(calls=1, prompt_tokens=1234, completion_tokens=321, retries=1),
+        usage=usage or Usage(calls=1, prompt_tokens=1234, completion_tokens=321, retries=1),
         error=None if complete else "parse_error on 1 axis",
         latency_ms=812.5,
         clipped=False,

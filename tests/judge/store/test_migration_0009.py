@@ -8,48 +8,20 @@ rows back. On PostgreSQL (a database of the test's own) and SQLite.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
-import pytest
 from alembic import command
 from sqlalchemy import func, insert, select
-from sqlalchemy.engine import make_url
 
 from judge.store import migrate
 from judge.store.database import create_engine, make_session_factory
 from judge.store.models import RatingRow, SampleRow, VerdictRow
 from judge.store.ratings_repository import RatingRepository
-from tests.conftest import PG_ADMIN_URL
 
 RUBRIC = "r" * 64
 AXES = ("safety", "medical_accuracy", "communication")
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-async def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """An empty database of this test's own (not migrated)."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path}/m.db"
-        return
-    name = f"rj_test_m9_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(PG_ADMIN_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield make_url(PG_ADMIN_URL).set(drivername="postgresql+asyncpg", database=name).render_as_string(False)
-    finally:
-        admin = await asyncpg.connect(PG_ADMIN_URL)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 def _sample(i: int) -> str:

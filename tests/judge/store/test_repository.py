@@ -11,11 +11,12 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from judge.store import verdicts_repository as repository
-from judge.store.models import SampleRow
+from judge.store.models import SampleRow, VerdictRow
 from judge.store.ratings_repository import Rating, RatingRepository
 from judge.store.reward_models_repository import RewardModelConflict, RewardModelNotFound, RewardModelRepository
 from judge.store.rubrics_repository import RubricRepository
 from judge.store.verdicts_repository import VerdictRepository
+from judge.verdicts import Usage
 from rubrics.errors import RubricConflict
 from tests.judge.store.factories import make_rubric, make_sample, make_verdict
 
@@ -38,6 +39,33 @@ async def test_verdict_round_trip_keeps_chinese_text(db_sessions: Sessions) -> N
     assert loaded.created_at == pytest.approx(verdict.created_at, abs=1e-5)
     assert loaded.axes["emotion_perception"].rationale == "患者说“心口疼”，情绪焦虑；回答先安抚再给出就医指征。🙂"
     assert content == sample.canonical()
+
+
+async def test_whole_usage_round_trips_cached_tokens_and_hedges(db_sessions: Sessions) -> None:
+    # Issue 13: prefix-cache hits and hedged calls must survive a restart, not only live in memory.
+    sample = make_sample("医生，我吃了头孢以后喝了一杯啤酒，现在脸很红、心跳快，要紧吗？")
+    usage = Usage(calls=3, prompt_tokens=15_660, cached_tokens=12_525, completion_tokens=1_950, retries=1, hedges=2)
+    verdict = make_verdict(sample, usage=usage, rationale="识别出双硫仑样反应的风险，建议立即就医，语气关切。")
+    measured_zero = make_verdict(sample, cache_key="z" * 64, usage=Usage(calls=1, prompt_tokens=5_220))
+    async with db_sessions() as session:
+        await VerdictRepository(session).add_many([(verdict, sample), (measured_zero, sample)])
+        await session.commit()
+
+    async with db_sessions() as session:
+        repo = VerdictRepository(session)
+        loaded = await repo.get(verdict.id)
+        newest = (await repo.find_complete([verdict.cache_key]))[verdict.cache_key]
+        paged = [v for batch in [b async for b in repo.iter_complete("r" * 64)] for v, _ in batch]
+        stored = {
+            row.id: (row.cached_tokens, row.hedges)
+            for row in await session.execute(select(VerdictRow.id, VerdictRow.cached_tokens, VerdictRow.hedges))
+        }
+    assert loaded is not None
+    assert loaded.usage == newest.usage == usage
+    assert {v.id: v.usage for v in paged} == {verdict.id: usage, measured_zero.id: measured_zero.usage}
+    assert loaded.axes["emotion_perception"].rationale == "识别出双硫仑样反应的风险，建议立即就医，语气关切。"
+    # A verdict written now stores its counts, 0 included: NULL is kept for "not recorded" (before migration 0010).
+    assert stored == {verdict.id: (12_525, 2), measured_zero.id: (0, 0)}
 
 
 async def test_failed_axes_round_trip_without_a_score(db_sessions: Sessions) -> None:
