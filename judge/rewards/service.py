@@ -351,7 +351,13 @@ def _usage(outcomes: Sequence[RewardOutcome], skipped: Sequence[int], batch: Sco
 
 def _group_cost(usage: Usage | None) -> dict[str, int]:
     usage = usage or Usage()
-    return {"calls": usage.calls, "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
+    return {
+        "calls": usage.calls,
+        "prompt_tokens": usage.prompt_tokens,
+        "cached_tokens": usage.cached_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "hedges": usage.hedges,
+    }
 
 
 async def reward_request(runtime: Runtime, request: RewardsRequest) -> dict[str, Any]:

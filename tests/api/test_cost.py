@@ -63,3 +63,7 @@ async def test_rewards_rationale_none_and_a_hedged_stall(
     assert [item["status"] for item in data["items"]] == ["ok"] * 3
     assert data["usage"]["hedges"] == 1 and data["usage"]["calls"] == 3
     assert openai_server.calls == 4
+    # Each group reports its own cost, the hedged extra call included.
+    assert sum(g["hedges"] for g in data["groups"]) == 1
+    assert sum(g["calls"] for g in data["groups"]) == 3
+    assert all(0 <= g["cached_tokens"] <= g["prompt_tokens"] for g in data["groups"])
