@@ -156,3 +156,16 @@ def test_messages_json_with_its_shared_start_serialised_once_is_the_whole_json(t
         assert prompt.static_prefix and prompt.user.startswith(prompt.static_prefix)
         assert orjson.loads(judge._messages_json(prompt)) == prompt.messages()
     assert len(judge._static_json) == 1
+
+
+async def test_the_sdk_telemetry_headers_are_not_sent(
+    make_judge: MakeJudge, openai_server: OpenAIServer, tiny_rubric: Rubric, zh_sample: Sample
+) -> None:
+    assert (await make_judge().score(zh_sample, tiny_rubric)).complete
+    sent = {name.lower() for name in openai_server.last_request.headers}
+    assert "authorization" in sent and "content-type" in sent
+    assert not {
+        h
+        for h in sent
+        if h.startswith("x-stainless-") and h not in ("x-stainless-retry-count", "x-stainless-read-timeout")
+    }
