@@ -27,7 +27,8 @@ it had seen before, as ``usage.prompt_tokens_details.cached_tokens`` (``usage_st
 ``prompt_cache_hit_tokens`` / ``prompt_cache_miss_tokens`` (``usage_style="deepseek"``). Tokens are counted as
 characters / 2 throughout, so shares are measured, not assumed. ``rationale_chars`` makes full rationales that
 long (benchmarks: realistic completion sizes); a request asking for brief rationales or none gets them.
-``stall_rate`` stalls that fraction of calls (drawn at random per call, seeded) for ``stall_s`` seconds.
+``stall_rate`` stalls that fraction of calls (drawn at random per call, seeded) for ``stall_s`` seconds; a hedge of a
+stalled call is a call of its own and may stall too, as at a real provider (stalls are per request, not per body).
 
 For benchmarks, in a separate process: ``python -m tests.support.openai_server --port P --latency-ms 100``.
 """
