@@ -157,7 +157,18 @@ def _py_spy(pid: int, name: str) -> subprocess.Popen[bytes] | None:
         return None
     Path(PY_SPY).mkdir(parents=True, exist_ok=True)
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    args = [spy, "record", "--pid", str(pid), "--rate", os.environ.get("RJ_BENCH_PY_SPY_RATE", "250"), "--nonblocking", *os.environ.get("RJ_BENCH_PY_SPY_ARGS", "").split(), "-o", f"{PY_SPY}/{name}.txt"]
+    args = [
+        spy,
+        "record",
+        "--pid",
+        str(pid),
+        "--rate",
+        os.environ.get("RJ_BENCH_PY_SPY_RATE", "250"),
+        "--nonblocking",
+        *os.environ.get("RJ_BENCH_PY_SPY_ARGS", "").split(),
+        "-o",
+        f"{PY_SPY}/{name}.txt",
+    ]
     proc = subprocess.Popen([*args, "--format", "raw"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)  # attached before the measured work starts
     return proc

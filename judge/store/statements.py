@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TypeVar
+from typing import TypeVar, cast
 
+from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,7 +32,7 @@ def dialect_insert(session: AsyncSession, model: type[Base]) -> postgresql.Inser
     row as building the row itself (bench/README.md, issue 13).
     """
     dialect = session.get_bind().dialect.name
-    table = model.__table__
+    table = cast(Table, model.__table__)  # declarative models are mapped to Tables
     if dialect == "postgresql":
         return postgresql.insert(table)
     if dialect == "sqlite":

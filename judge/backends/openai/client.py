@@ -16,7 +16,6 @@ import orjson
 from openai.types.chat import ChatCompletion
 from pydantic import ValidationError
 
-
 # The SDK's telemetry headers (its language, version, OS, architecture, runtime): no server needs them to answer,
 # and each header is normalised, merged and encoded again on every request (~7 % of the SDK's CPU per call).
 _TELEMETRY_HEADERS = (

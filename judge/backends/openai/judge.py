@@ -362,21 +362,26 @@ class OpenAIJudge:
         async def attempt() -> ChatCompletion:
             if hedge is None:
                 return await send(None)
-            sent_hedge = False
+            sent_hedges = 0
 
             def count_hedge() -> None:
-                nonlocal sent_hedge
-                sent_hedge = True
+                nonlocal sent_hedges
+                sent_hedges += 1
                 tally.hedges += 1
 
+            # The metric counts hedge calls (as usage.hedges does): at most one of an attempt's hedges wins.
+            hedges = JUDGE_HEDGES.labels
             try:
-                completion, hedge_won = await hedged(send, hedge.threshold_s(), count_hedge)
+                completion, hedge_won = await hedged(send, hedge.threshold_s, count_hedge)
             except Exception:
-                if sent_hedge:
-                    JUDGE_HEDGES.labels(judge=profile.name, outcome="failed").inc()
+                if sent_hedges:
+                    hedges(judge=profile.name, outcome="failed").inc(sent_hedges)
                 raise
-            if sent_hedge:
-                JUDGE_HEDGES.labels(judge=profile.name, outcome="won" if hedge_won else "lost").inc()
+            if sent_hedges:
+                if hedge_won:
+                    hedges(judge=profile.name, outcome="won").inc()
+                if sent_hedges > hedge_won:
+                    hedges(judge=profile.name, outcome="lost").inc(sent_hedges - hedge_won)
             return completion
 
         tally.calls += 1
@@ -413,9 +418,7 @@ class OpenAIJudge:
                 self._static_json.clear()  # rubrics x axes x languages x rationale modes: a handful in practice
             # '[{"role":"system","content":"…"},{"role":"user","content":"<static>' with no closing quote.
             system = orjson.dumps({"role": "system", "content": prompt.system})
-            head = self._static_json[key] = (
-                b"[" + system + b',{"role":"user","content":' + orjson.dumps(static)[:-1]
-            )
+            head = self._static_json[key] = b"[" + system + b',{"role":"user","content":' + orjson.dumps(static)[:-1]
         return head + orjson.dumps(prompt.user[len(static) :])[1:] + b"}]"
 
     def _body_tail(self, keys: list[str], labels: list[str] | None) -> bytes:
