@@ -40,6 +40,8 @@ from judge.verdicts import Verdict
 log = logging.getLogger(__name__)
 
 _MAX_BATCH = 512
+# A linger ends early after this long without a new verdict.
+_QUIET_S = 0.005
 
 
 @dataclass
@@ -161,8 +163,7 @@ class VerdictWriter:
         while True:
             first = await self._queue.get()
             if self._linger_s > 0 and (busy or not self._queue.empty()):
-                # Under load: let the answers of this moment join one transaction (see Settings.write_linger_ms).
-                await asyncio.sleep(self._linger_s)
+                await self._linger()
             batch = [first]
             while len(batch) < _MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
@@ -178,6 +179,21 @@ class VerdictWriter:
                 self._batch = []
                 for _ in batch:
                     self._queue.task_done()
+
+    async def _linger(self) -> None:
+        """Under load, let the answers of this moment join one transaction (see ``Settings.write_linger_ms``).
+
+        Waits while verdicts keep arriving, up to the linger: a burst (a wave of judge answers parsed one after
+        the other) is committed as soon as it ends, a steady trickle once the linger is up.
+        """
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self._linger_s
+        seen = self._queue.qsize()
+        while (left := end - loop.time()) > 0:
+            await asyncio.sleep(min(_QUIET_S, left))
+            if self._queue.qsize() == seen:
+                return  # nothing came in for a moment: the burst is over
+            seen = self._queue.qsize()
 
     async def _store_or_hold(self, batch: list[_Pending]) -> None:
         try:
