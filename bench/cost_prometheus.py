@@ -64,9 +64,11 @@ def prometheus_eval_run(
     return dict(json.loads(done.stdout.decode().strip().splitlines()[-1]))
 
 
-async def ours_64x13(api: str, samples: list[dict[str, Any]]) -> dict[str, Any]:
-    body = orjson.dumps({"rubric": "prmed", "judge": "bench", "samples": samples, "options": {"cache": False}})
+async def ours_64x13(api: str, samples: list[dict[str, Any]], rubric: str = "prmed") -> dict[str, Any]:
+    """One ``/v1/score`` request for ``samples`` under ``rubric`` (prmed@2, the default, makes two calls a sample:
+    its response-layer axes are judged on the response alone; prmed@1 one), the cache off."""
+    body = orjson.dumps({"rubric": rubric, "judge": "bench", "samples": samples, "options": {"cache": False}})
     wall, r = await timed_post(api, "/v1/score", body, 300)
     results = r.json()["results"]
     scored = sum(1 for res in results for a in res["axes"].values() if a["score"] is not None)
-    return {"wall_s": wall, "scores": scored}
+    return {"wall_s": wall, "scores": scored, "calls": r.json()["usage"]["calls"]}
