@@ -103,7 +103,11 @@ def main() -> None:
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     quick = args.quick
-    rubric = RubricRegistry().resolve("prmed")
+    registry = RubricRegistry()
+    # prmed@1: one joint call a sample (the figures); the default prmed@2 judges its response layer on the
+    # response alone, in a second call, and is reported beside it.
+    rubric = registry.resolve("prmed@1")
+    default_rubric = registry.resolve("prmed")
     out: dict[str, Any] = {"args": vars(args)}
 
     if "layout" not in skip:
@@ -125,27 +129,29 @@ def main() -> None:
     if "tokens" not in skip:
         port = free_port()
         with stub(port, 0, "--rationale-chars", str(args.rationale_chars)):
-            rows = out["tokens"] = asyncio.run(
-                tokens_per_verdict(rubric, f"http://127.0.0.1:{port}/v1", 8 if quick else 32)
-            )
+            by_rubric = out["tokens"] = {
+                r.ref: asyncio.run(tokens_per_verdict(r, f"http://127.0.0.1:{port}/v1", 8 if quick else 32))
+                for r in (rubric, default_rubric)
+            }
         table = []
-        for r in rows:
-            goal, met = "", None
-            if r["mode"] == "joint" and r["rationale"] == "none":
-                full = next(x for x in rows if x["mode"] == "joint" and x["rationale"] == "full")
-                goal, met = (
-                    "prompt <= full's, completion <= 150",
-                    r["prompt"] <= full["prompt"] and r["completion"] <= 150,
+        for ref, rows in by_rubric.items():
+            for r in rows:
+                goal, met = "", None
+                if r["mode"] == "joint" and r["rationale"] == "none":
+                    full = next(x for x in rows if x["mode"] == "joint" and x["rationale"] == "full")
+                    goal, met = (
+                        "prompt <= full's, completion <= 150",
+                        r["prompt"] <= full["prompt"] and r["completion"] <= 150,
+                    )
+                table.append(
+                    (
+                        f"{ref} {r['mode']} / {r['rationale']} ({r['ok']}/{r['n']} ok, {r['calls']:.0f} calls)",
+                        f"{r['prompt']:.0f} (cached {r['cached']:.0f}, uncached {r['uncached']:.0f})"
+                        f" + {r['completion']:.0f}",
+                        goal,
+                        met,
+                    )
                 )
-            table.append(
-                (
-                    f"{r['mode']} / {r['rationale']} ({r['ok']}/{r['n']} ok, {r['calls']:.0f} calls)",
-                    f"{r['prompt']:.0f} (cached {r['cached']:.0f}, uncached {r['uncached']:.0f})"
-                    f" + {r['completion']:.0f}",
-                    goal,
-                    met,
-                )
-            )
         print_table("2. prompt + completion tokens per verdict (chars/2), stub judge in another process", table)
 
     if "floor" not in skip:
@@ -244,6 +250,7 @@ def main() -> None:
                         worker_text = f"{cpu['worker']['cpu_ms']:.3f}"
                         if old is not None and "worker" in old:
                             worker_text += f" (protocol 1: {old['worker']['cpu_ms']:.3f})"
+                        worker_text += f", {cpu['worker']['calls']} calls"
                     print_table(
                         f"3. API process CPU (psutil user+system), N={n}, L={args.latency_ms:.0f} ms, "
                         f"C={args.concurrency}, PostgreSQL + Redis; prmed@1 (one joint call per sample) unless named",

@@ -126,15 +126,15 @@ def worker_process(tree: Path, env: dict[str, str], name: str) -> Iterator[subpr
         stop(proc, timeout_s=30)
 
 
-async def worker_cpu(api: str, pid: int, n: int, run: str) -> dict[str, Any]:
-    """Worker process CPU per judged sample: a filter job of ``n`` fresh samples, from upload to done."""
+async def worker_cpu(api: str, pid: int, n: int, run: str, rubric: str = "prmed@1") -> dict[str, Any]:
+    """Worker process CPU per judged sample: a filter job of ``n`` fresh samples under ``rubric``, upload to done."""
     body = b"\n".join(orjson.dumps(sample_body(i, run)) for i in range(n))
     async with httpx.AsyncClient(base_url=api, timeout=httpx.Timeout(60, read=None)) as client:
         before = cpu_seconds(pid)
         started = time.perf_counter()
         response = await client.post(
             "/v1/jobs",
-            params={"judge": "bench", "options": '{"rationale": false}'},
+            params={"judge": "bench", "rubric": rubric, "options": '{"rationale": false}'},
             content=body,
             headers={"content-type": "application/x-ndjson"},
         )
@@ -145,7 +145,8 @@ async def worker_cpu(api: str, pid: int, n: int, run: str) -> dict[str, Any]:
             job = (await client.get(f"/v1/jobs/{job['id']}")).json()
         wall = time.perf_counter() - started
         spent = cpu_seconds(pid) - before
-    return {"cpu_ms": spent / n * 1000, "wall_s": wall, "state": job["state"], "counts": job["counts"]}
+    calls = (job.get("summary") or {}).get("usage", {}).get("calls")
+    return {"cpu_ms": spent / n * 1000, "wall_s": wall, "state": job["state"], "counts": job["counts"], "calls": calls}
 
 
 PY_SPY = os.environ.get("RJ_BENCH_PY_SPY")  # a folder: profile the API process with py-spy into it

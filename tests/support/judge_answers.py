@@ -34,6 +34,8 @@ class ChatRequest:
     body: dict[str, Any]
     headers: dict[str, str]
     received_at: float  # time.monotonic(), comparable with the test process's clock
+    path: str = "/v1/chat/completions"
+    query: str = ""
 
     @property
     def messages(self) -> list[dict[str, Any]]:

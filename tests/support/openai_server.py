@@ -288,7 +288,13 @@ class OpenAIServer:
             body = orjson.loads(await http_request.body())
         except orjson.JSONDecodeError:
             return self._error(HTTPError(400, "body is not JSON", type="invalid_request_error"))
-        request = ChatRequest(body=body, headers=dict(http_request.headers), received_at=received)
+        request = ChatRequest(
+            body=body,
+            headers=dict(http_request.headers),
+            received_at=received,
+            path=http_request.url.path,
+            query=http_request.url.query,
+        )
         record = RecordedCall(request)
         with self._lock:
             generation = self._generation

@@ -13,6 +13,7 @@ from typing import cast
 import httpx2
 import openai
 import orjson
+from openai._models import FinalRequestOptions
 from openai.types.chat import ChatCompletion
 from pydantic import ValidationError
 
@@ -61,6 +62,30 @@ async def post_chat_completion(
     several KB of escaped Chinese text).
     """
     return await client.post("/chat/completions", cast_to=httpx2.Response, content=payload, options=options)
+
+
+class CompletionPoster:
+    """POSTs serialised chat-completions bodies to one client's ``/chat/completions``, hot-path style.
+
+    Through the SDK's own generic ``request`` (what its raw ``post`` calls: same auth, headers, timeouts and error
+    types), with the request options built once and copied per call, instead of built anew from keyword arguments
+    (``FinalRequestOptions.construct`` deep-copies its defaults every time), and an absolute URL, which spares the
+    SDK merging the path into its base URL per call: ~0.06 ms of CPU per call, an eighth of the SDK's cost.
+    """
+
+    def __init__(self, client: openai.AsyncOpenAI, *, timeout_s: float | None = None) -> None:
+        self._client = client
+        base = client.base_url  # the SDK ends its path with "/"
+        # The path appended, the query (some gateways want one) kept: the SDK's own merge of a relative path would
+        # write the path after the query.
+        url = str(base.copy_with(path=base.path + "chat/completions"))
+        if timeout_s is None:
+            self._template = FinalRequestOptions.construct(method="post", url=url)
+        else:
+            self._template = FinalRequestOptions.construct(method="post", url=url, timeout=timeout_s)
+
+    async def post(self, payload: bytes) -> httpx2.Response:
+        return await self._client.request(httpx2.Response, self._template.model_copy(update={"content": payload}))
 
 
 def parse_completion(raw: bytes, fail: Callable[[str], Exception]) -> ChatCompletion:

@@ -27,7 +27,7 @@ from judge.backends.openai.answer_format import (
     repair_instruction,
     response_format,
 )
-from judge.backends.openai.client import parse_completion, pooled_client, post_chat_completion, refused
+from judge.backends.openai.client import CompletionPoster, parse_completion, pooled_client, refused
 from judge.backends.openai.fences import neutralise
 from judge.backends.openai.group_answer import parse_group_scores
 from judge.backends.openai.group_prompts import RenderedGroupPrompt, render_group_prompt
@@ -109,9 +109,9 @@ class OpenAIJudge:
                 concurrency=profile.concurrency,
             )
         self._client = client
-        # Per request only for an injected client, so that it keeps to the profile's timeout; our own client has
-        # it (and the SDK's default JSON content type) already, and each option costs the SDK a walk per call.
-        self._request_options: openai.RequestOptions = {} if self._owns_client else {"timeout": profile.timeout_s}
+        # The timeout per request only for an injected client, so that it keeps to the profile's; our own client
+        # has it (and the SDK's default JSON content type) already.
+        self._poster = CompletionPoster(client, timeout_s=None if self._owns_client else profile.timeout_s)
         self._semaphore = asyncio.Semaphore(profile.concurrency)
         self._hedge = HedgePolicy.for_profile(profile)
         self._body_tails: dict[tuple[tuple[str, ...], tuple[str, ...] | None], bytes] = {}
@@ -352,7 +352,7 @@ class OpenAIJudge:
                 if went_out is not None:
                     went_out.set()
                 sent = time.perf_counter()
-                raw = await post_chat_completion(self._client, payload, self._request_options)
+                raw = await self._poster.post(payload)
             if self._hedge is not None:
                 self._hedge.observe(time.perf_counter() - sent)
             return _completion(raw.content)

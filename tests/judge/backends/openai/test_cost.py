@@ -169,3 +169,15 @@ async def test_the_sdk_telemetry_headers_are_not_sent(
         for h in sent
         if h.startswith("x-stainless-") and h not in ("x-stainless-retry-count", "x-stainless-read-timeout")
     }
+
+
+@pytest.mark.parametrize("suffix", ["", "/", "?tenant=医院a"])
+async def test_calls_reach_chat_completions_under_any_base_url(
+    make_judge: MakeJudge, openai_server: OpenAIServer, tiny_rubric: Rubric, zh_sample: Sample, suffix: str
+) -> None:
+    # The judge posts to an absolute URL built once; a base URL's query (some gateways want one) is kept.
+    judge = make_judge(base_url=openai_server.url.rstrip("/") + suffix)
+    assert (await judge.score(zh_sample, tiny_rubric)).complete
+    request = openai_server.last_request
+    assert request.path == "/v1/chat/completions"
+    assert ("tenant=" in request.query) is ("tenant" in suffix)
