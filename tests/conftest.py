@@ -12,18 +12,16 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import asyncpg  # type: ignore[import-untyped]
 import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from judge.store.database import create_engine, make_session_factory
 from judge.store.migrate import upgrade
+from tests.support.databases import scratch_pg_database
 from tests.support.openai_server import OpenAIServer
 
-PG_ADMIN_URL = os.environ.get("RJ_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("RJ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
@@ -50,23 +48,9 @@ async def _tables(engine: AsyncEngine) -> list[str]:
 @pytest.fixture(scope="session")
 async def pg_url() -> AsyncIterator[str]:
     """SQLAlchemy URL of a fresh PostgreSQL database ``rj_test_<random>``, migrated to head once per run."""
-    name = f"rj_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(PG_ADMIN_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = make_url(PG_ADMIN_URL).set(drivername="postgresql+asyncpg", database=name).render_as_string(False)
-    try:
+    async with scratch_pg_database("rj_test_") as url:
         await upgrade(url)
         yield url
-    finally:
-        admin = await asyncpg.connect(PG_ADMIN_URL)
-        try:
-            # FORCE: a test that leaked a connection must not leave the database behind.
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 @pytest.fixture(scope="session")

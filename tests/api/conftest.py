@@ -20,6 +20,20 @@ from tests.support.openai_server import OpenAIServer
 AppClient = Callable[..., Any]
 
 
+USAGE_KEYS = ("calls", "prompt_tokens", "cached_tokens", "completion_tokens", "retries", "hedges")
+
+
+async def stored_usage(client: httpx.AsyncClient, verdict_ids: list[str]) -> dict[str, int]:
+    """The usage of these verdicts as the store gives them back (``GET /v1/verdicts/{id}``), summed."""
+    total = dict.fromkeys(USAGE_KEYS, 0)
+    for verdict_id in verdict_ids:
+        resp = await client.get(f"/v1/verdicts/{verdict_id}")
+        assert resp.status_code == 200, resp.text
+        for key in USAGE_KEYS:
+            total[key] += resp.json()["usage"][key]
+    return total
+
+
 def write_judges(path: Path, server: OpenAIServer, **overrides: Any) -> Path:
     judge = {
         "name": "loop",

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from tests.api.conftest import AppClient, write_judges
+from tests.api.conftest import AppClient, stored_usage, write_judges
 from tests.api.samples import sample, score_body
 from tests.api.test_rewards import body, rollout
 from tests.support.openai_server import OpenAIServer, Slow, Verdict
@@ -58,8 +58,11 @@ async def test_rewards_rationale_none_and_a_hedged_stall(
         resp = await client.post(
             "/v1/rewards", json=body(*(rollout(0, k) for k in range(3)), rationale="none", deadline_ms=20_000)
         )
-    assert resp.status_code == 200, resp.text
-    data: dict[str, Any] = resp.json()
+        assert resp.status_code == 200, resp.text
+        data: dict[str, Any] = resp.json()
+        # The stored verdicts keep the hedged extra call (read back from the store, not from the response).
+        stored = await stored_usage(client, [item["verdict_id"] for item in data["items"]])
+    assert stored["hedges"] == 1 and stored["calls"] == 3
     assert [item["status"] for item in data["items"]] == ["ok"] * 3
     assert data["usage"]["hedges"] == 1 and data["usage"]["calls"] == 3
     assert openai_server.calls == 4
