@@ -11,14 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, select, true
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from judge.db.base import Base, utcnow
+from judge.db.base import utcnow
 from judge.samples import Sample
 from judge.store.judge_ratings import JUDGE_RUN, OverrideFilter, judge_names, newest_verdict_scores, override_times
 from judge.store.models import RatingRow, SampleRow, VerdictRow
-from judge.store.ratings_repository import Rating
+from judge.store.ratings_repository import Rating, RatingRepository
 from judge.store.statements import IN_CHUNK, INSERT_CHUNK, chunks, dialect_insert
 
 _RATING_KEY = ("rubric_hash", "sample_hash", "rater", "axis", "run")
@@ -69,46 +68,8 @@ class AgreementRepository:
         await self._session.flush()
 
     async def upsert_ratings(self, ratings: Iterable[Rating]) -> int:
-        """Insert or update ratings (keyed by rubric, sample, rater, axis, run); returns how many were written.
-
-        :meth:`RatingRepository.add_many` semantics, as one constant statement with a parameter list (an
-        executemany): it compiles once and is cached, where a VALUES list of 1,000 rows was compiled and
-        prepared anew for every batch, ten times slower than storing the verdicts themselves.
-        """
-        latest = {rating.key: rating for rating in ratings}  # one statement may not touch a row twice
-        if not latest:
-            return 0
-        now = utcnow()
-        rows = [
-            {
-                "rubric_hash": r.rubric_hash,
-                "sample_hash": r.sample_hash,
-                "rater": r.rater,
-                "axis": r.axis,
-                "score": r.score,
-                "run": r.run,
-                "verdict_id": r.verdict_id,
-                "created_at": now,
-            }
-            for _, r in sorted(latest.items())  # key order: concurrent writers lock rows in one order
-        ]
-        # The Core table, not the ORM entity: a parameter list on an entity takes the ORM's bulk-insert path,
-        # which costs more per row than the database does.
-        table = Base.metadata.tables[RatingRow.__tablename__]
-        stmt = (
-            postgresql.insert(table) if self._session.get_bind().dialect.name == "postgresql" else sqlite.insert(table)
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(_RATING_KEY),
-            set_={
-                "score": stmt.excluded.score,
-                "verdict_id": stmt.excluded.verdict_id,
-                "created_at": stmt.excluded.created_at,
-            },
-        )
-        await self._session.execute(stmt, rows)
-        await self._session.flush()
-        return len(rows)
+        """Insert or update ratings (keyed by rubric, sample, rater, axis, run); returns how many were written."""
+        return await RatingRepository(self._session).add_many(ratings)
 
     async def rating_columns(self, rubric_hash: str, raters: Sequence[str], *, batch: int = 50_000) -> RatingColumns:
         """Every rating of ``raters`` under the rubric, streamed in batches into columns, in no particular order.

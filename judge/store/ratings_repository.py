@@ -20,7 +20,7 @@ from judge.store.judge_ratings import (
     override_times,
 )
 from judge.store.models import RatingRow
-from judge.store.statements import INSERT_CHUNK, chunks, dialect_insert
+from judge.store.statements import dialect_insert
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +50,16 @@ class RatingRepository:
         self._session = session
 
     async def add_many(self, ratings: Iterable[Rating]) -> int:
-        """Insert or update ratings (keyed by rubric, sample, rater, axis, run); returns how many were written."""
+        """Insert or update ratings (keyed by rubric, sample, rater, axis, run); returns how many were written.
+
+        One constant statement with a parameter list (an executemany): it compiles once and is cached, where a
+        VALUES list of 1,000 rows was compiled and prepared anew for every batch, ten times slower than storing
+        the verdicts themselves.
+        """
         # One statement may not touch a row twice (PostgreSQL refuses): the last rating of a key wins.
         latest = {rating.key: rating for rating in ratings}
+        if not latest:
+            return 0
         now = utcnow()
         rows = [
             {
@@ -65,19 +72,18 @@ class RatingRepository:
                 "verdict_id": r.verdict_id,
                 "created_at": now,
             }
-            for _, r in sorted(latest.items())
+            for _, r in sorted(latest.items())  # key order: concurrent writers lock rows in one order
         ]
-        for chunk in chunks(rows, INSERT_CHUNK):
-            stmt = dialect_insert(self._session, RatingRow).values(list(chunk))
-            stmt = stmt.on_conflict_do_update(
-                index_elements=_RATING_KEY,
-                set_={
-                    "score": stmt.excluded.score,
-                    "verdict_id": stmt.excluded.verdict_id,
-                    "created_at": stmt.excluded.created_at,
-                },
-            )
-            await self._session.execute(stmt)
+        stmt = dialect_insert(self._session, RatingRow)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(_RATING_KEY),
+            set_={
+                "score": stmt.excluded.score,
+                "verdict_id": stmt.excluded.verdict_id,
+                "created_at": stmt.excluded.created_at,
+            },
+        )
+        await self._session.execute(stmt, rows)
         await self._session.flush()
         return len(rows)
 
