@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from judge.backends.openai.answer_format import AXES_LINE_PREFIX, CANDIDATES_LINE_PREFIX
 from judge.backends.openai.fences import ROLE_LABELS, fence, new_nonce
 from judge.backends.openai.prompt_text import GROUP_TEXT, TEXT
+from judge.backends.openai.prompts import prompt_calls, prompt_language
 from judge.backends.openai.static_prefix import group_static_section
-from judge.profiles import RationaleMode
+from judge.profiles import JudgeProfile, RationaleMode
 from judge.samples import Sample
 from rubrics.schema import Language, Rubric
 
@@ -88,17 +89,21 @@ def render_group_prompt(
     rubric: Rubric,
     *,
     language: Language,
+    axis_keys: Sequence[str] | None = None,
     nonce: str | None = None,
     rationale: RationaleMode = "full",
+    include_reasoning: bool = True,
 ) -> RenderedGroupPrompt:
     """One request judging ``samples`` (responses to one conversation) together, labelled A, B, … in the given order.
 
     The caller chooses the order (see :func:`group_order`); the conversation and reference are the first
     sample's, which all samples of a group share. As in :func:`render_prompt`, the static part comes first.
+    ``axis_keys``: default every axis of the rubric. ``include_reasoning=False`` shows no candidate's CoT (the
+    axes are judged on the responses alone), and says so once, before the candidates.
     """
     if not samples:
         raise ValueError("a group prompt needs at least one sample")
-    keys = tuple(rubric.axis_keys)
+    keys = tuple(axis_keys) if axis_keys is not None else tuple(rubric.axis_keys)
     labels = tuple(candidate_label(i) for i in range(len(samples)))
     nonce = nonce or new_nonce()
     text, group = TEXT[language], GROUP_TEXT[language]
@@ -110,16 +115,20 @@ def render_group_prompt(
     for i, message in enumerate(first.messages, start=1):
         parts.append(text["turn"].format(i=i, who=text[f"who_{message.role}"]))
         parts.append(fence(message.content, ROLE_LABELS[message.role], nonce))
-    parts.append(group["judged"].format(n=len(samples)))
+    parts.append(group["judged" if include_reasoning else "judged_response_only"].format(n=len(samples)))
     for label, sample in zip(labels, samples, strict=True):
         parts.append(group["candidate"].format(label=label))
         if sample.clipped:
             parts.append(text["clipped"])
-        parts.append(group["reasoning"].format(label=label))
-        parts.append(fence(sample.reasoning, f"REASONING_{label}", nonce) if sample.reasoning else text["no_reasoning"])
+        if include_reasoning:
+            parts.append(group["reasoning"].format(label=label))
+            parts.append(
+                fence(sample.reasoning, f"REASONING_{label}", nonce) if sample.reasoning else text["no_reasoning"]
+            )
+            fenced.append(sample.reasoning)
         parts.append(group["response"].format(label=label))
         parts.append(fence(sample.response, f"RESPONSE_{label}", nonce) if sample.response else text["no_response"])
-        fenced += [sample.reasoning, sample.response]
+        fenced.append(sample.response)
     if first.reference:
         parts.append(text["reference"])
         parts.append(fence(first.reference, "REFERENCE", nonce))
@@ -136,3 +145,25 @@ def render_group_prompt(
         fenced=tuple(text for text in fenced if text),
         rationale=rationale,
     )
+
+
+def render_group_prompts(
+    samples: Sequence[Sample], rubric: Rubric, profile: JudgeProfile, *, nonce: str | None = None
+) -> list[RenderedGroupPrompt]:
+    """The group calls of one display order: one for every axis, or, for a rubric with response-only layers, one
+    for the CoT's axes (CoTs shown) and one for the response-only axes (no CoT shown: a persuasive CoT must not
+    lift a response's scores). The calls share the nonce, as a sample's calls do in :func:`render_prompts`."""
+    language = prompt_language(profile, rubric)
+    nonce = nonce or new_nonce()
+    return [
+        render_group_prompt(
+            samples,
+            rubric,
+            language=language,
+            axis_keys=keys,
+            nonce=nonce,
+            rationale=profile.rationale,
+            include_reasoning=include_reasoning,
+        )
+        for keys, include_reasoning in prompt_calls(rubric, "group")
+    ]

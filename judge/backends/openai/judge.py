@@ -30,11 +30,11 @@ from judge.backends.openai.answer_format import (
 from judge.backends.openai.client import CompletionPoster, parse_completion, pooled_client, refused
 from judge.backends.openai.fences import neutralise
 from judge.backends.openai.group_answer import parse_group_scores
-from judge.backends.openai.group_prompts import RenderedGroupPrompt, render_group_prompt
+from judge.backends.openai.group_prompts import RenderedGroupPrompt, render_group_prompts
 from judge.backends.openai.hedge import HedgePolicy, hedged
 from judge.backends.openai.logprobs import score_distributions
 from judge.backends.openai.parse_results import ParseResult
-from judge.backends.openai.prompts import RenderedPrompt, prompt_language, render_prompts
+from judge.backends.openai.prompts import RenderedPrompt, render_prompts
 from judge.backends.openai.retry import retried
 from judge.backends.openai.single_answer import parse_scores
 from judge.backends.openai.verdict import quoted_objects
@@ -91,7 +91,8 @@ class OpenAIJudge:
 
     Joint mode asks for every axis in one call, isolated mode makes one call per axis (concurrently);
     ``score`` judges one sample (as joint for ``group`` profiles); ``score_group`` judges all responses to one
-    prompt in one call, which the Scorer uses for ``group`` profiles. ``usage.calls`` counts
+    prompt in one call (two for a rubric with response-only layers), which the Scorer uses for ``group``
+    profiles. A rubric's response-only axes are always judged in calls that show no CoT. ``usage.calls`` counts
     requests made (first asks and repairs), ``usage.retries`` the extra attempts after transient errors.
     """
 
@@ -206,24 +207,35 @@ class OpenAIJudge:
         return _PromptOutcome(axes, tally.usage(), [summary])
 
     async def score_group(self, samples: list[Sample], rubric: Rubric) -> list[JudgeOutcome]:
-        """Judge ``samples`` (responses to one conversation) in one call; outcomes in the given order.
+        """Judge ``samples`` (responses to one conversation) together; outcomes in the given order.
 
-        The caller chooses the order (labels A, B, … follow it). The call's usage is shared out so that
-        the outcomes add up to it: the first carries the call count, the retries and the token remainders.
+        The caller chooses the order (labels A, B, … follow it). A rubric with response-only layers takes two
+        calls, concurrently (:func:`render_group_prompts`): the CoT's axes with the CoTs shown, the response-only
+        axes without them; each candidate's axes are merged from both, and a call that fails leaves its own axes
+        unscored (statuses), never the other call's. The calls' usage adds up and is shared out so that the
+        outcomes add up to it: the first carries the call count, the retries and the token remainders.
         """
         if not samples:
             return []
-        prompt = render_group_prompt(
-            samples, rubric, language=prompt_language(self.profile, rubric), rationale=self.profile.rationale
-        )
-        by_label, tally = await self._judge_group(prompt)
+        prompts = render_group_prompts(samples, rubric, self.profile)
+        if len(prompts) == 1:
+            judged = [await self._judge_group(prompts[0])]
+        else:
+            judged = list(await asyncio.gather(*(self._judge_group(prompt) for prompt in prompts)))
+        labels = prompts[0].labels
+        by_label: dict[str, dict[str, AxisResult]] = {label: {} for label in labels}
+        usage = Usage()
+        for results, tally in judged:
+            for label in labels:
+                by_label[label].update(results[label])
+            usage = usage.add(tally.usage())
         outcomes: list[JudgeOutcome] = []
-        for label, usage in zip(prompt.labels, _share_usage(tally.usage(), len(samples)), strict=True):
+        for label, share in zip(labels, _share_usage(usage, len(samples)), strict=True):
             axes = {key: by_label[label][key] for key in rubric.axis_keys}
             for status, count in Counter(result.status.value for result in axes.values()).items():
                 AXIS_STATUS.labels(judge=self.profile.name, status=status).inc(count)
             errors = list(dict.fromkeys(a.error for a in axes.values() if a.status is not AxisStatus.ok and a.error))
-            outcomes.append(JudgeOutcome(axes=axes, usage=usage, error="; ".join(errors) or None))
+            outcomes.append(JudgeOutcome(axes=axes, usage=share, error="; ".join(errors) or None))
         return outcomes
 
     async def _judge_group(self, prompt: RenderedGroupPrompt) -> tuple[dict[str, dict[str, AxisResult]], _Tally]:
@@ -503,7 +515,7 @@ def cached_prompt_tokens(usage: CompletionUsage) -> int:
 
 
 def _share_usage(usage: Usage, parts: int) -> list[Usage]:
-    """One call's usage shared over ``parts`` outcomes so that the shares add up to it exactly."""
+    """A group's calls' usage shared over ``parts`` outcomes so that the shares add up to it exactly."""
     shares = []
     for i in range(parts):
         first = i == 0

@@ -158,6 +158,10 @@ GROUP_TEXT: dict[Language, dict[str, str]] = {
             "不要因为候选的位置或编号而偏向它。"
         ),
         "judged": "# 被评估的内容：同一对话下助手最后一轮的 {n} 个候选回答（思维链 + 回复），顺序随机",
+        "judged_response_only": (
+            "# 被评估的内容：同一对话下助手最后一轮的 {n} 个候选回答（只有最终回复），顺序随机\n"
+            "（本次评估的维度只看最终回复：患者看不到思维链，因此这里不展示任何候选的思维链。）"
+        ),
         "candidate": "## 候选 {label}",
         "reasoning": "### 候选 {label} 的思维链（CoT）",
         "response": "### 候选 {label} 的最终回复",
@@ -197,6 +201,11 @@ GROUP_TEXT: dict[Language, dict[str, str]] = {
         ),
         "judged": "# Judged outputs: {n} candidate last turns of the assistant (chain of thought + response), "
         "in random order",
+        "judged_response_only": (
+            "# Judged outputs: {n} candidate last turns of the assistant (final responses only), in random order\n"
+            "(The axes of this request judge the final responses alone: the patient never sees the chain of "
+            "thought, so no candidate's chain of thought is shown here.)"
+        ),
         "candidate": "## Candidate {label}",
         "reasoning": "### Candidate {label}: chain of thought (CoT)",
         "response": "### Candidate {label}: final response",

@@ -112,8 +112,8 @@ def response_only_axes(rubric: Rubric) -> set[str]:
 def prompt_axis_sets(rubric: Rubric, mode: str) -> list[tuple[str, ...]]:
     """The axes of each call a mode makes for one sample: all (joint, group), one layer each, one axis each.
 
-    Outside group mode, response-only axes (:func:`response_only_axes`) get calls of their own: a joint call is
-    split in two, the CoT's axes and the response-only ones.
+    Response-only axes (:func:`response_only_axes`) get calls of their own: a joint (or group) call is split in
+    two, the CoT's axes and the response-only ones.
     """
     if mode == "isolated":
         return [(key,) for key in rubric.axis_keys]
@@ -121,7 +121,7 @@ def prompt_axis_sets(rubric: Rubric, mode: str) -> list[tuple[str, ...]]:
         sets = [tuple(a.key for a in rubric.axes if a.layer == layer.key) for layer in rubric.layers]
     else:
         sets = [tuple(rubric.axis_keys)]
-    alone = response_only_axes(rubric) if mode != "group" else set()
+    alone = response_only_axes(rubric)
     split: list[tuple[str, ...]] = []
     for keys in sets:
         split.append(tuple(k for k in keys if k not in alone))
@@ -132,8 +132,9 @@ def prompt_axis_sets(rubric: Rubric, mode: str) -> list[tuple[str, ...]]:
 def render_prompts(
     sample: Sample, rubric: Rubric, profile: JudgeProfile, *, nonce: str | None = None
 ) -> list[RenderedPrompt]:
-    """The requests a profile makes for one sample: one for all axes (joint), one per rubric layer (layered),
-    or one per axis (isolated)."""
+    """The requests a profile makes for one sample: one for all axes (joint, and group profiles judging one
+    sample), one per rubric layer (layered), or one per axis (isolated); response-only axes apart
+    (:func:`prompt_calls`)."""
     language = prompt_language(profile, rubric)
     nonce = nonce or new_nonce()
     return [
@@ -146,15 +147,18 @@ def render_prompts(
             rationale=profile.rationale,
             include_reasoning=include_reasoning,
         )
-        for keys, include_reasoning in _calls(rubric, profile.mode)
+        for keys, include_reasoning in prompt_calls(rubric, profile.mode)
     ]
 
 
 _CALLS: dict[tuple[str, str], list[tuple[tuple[str, ...], bool]]] = {}
 
 
-def _calls(rubric: Rubric, mode: str) -> list[tuple[tuple[str, ...], bool]]:
-    """Each call's axes and whether it shows the CoT, once per rubric content and mode (not per sample)."""
+def prompt_calls(rubric: Rubric, mode: str) -> list[tuple[tuple[str, ...], bool]]:
+    """Each call's axes and whether it shows the CoT, once per rubric content and mode (not per sample).
+
+    Group mode splits as joint does: a group judgement is two group calls for a rubric with response-only layers.
+    """
     key = (rubric.content_hash, mode)
     calls = _CALLS.get(key)
     if calls is None:
