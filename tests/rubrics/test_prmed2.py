@@ -59,5 +59,9 @@ def test_response_axes_are_judged_on_the_response_alone() -> None:
     assert sample.reasoning not in alone and "患者看不到思维链" in joint[1].user
     isolated = render_prompts(sample, PRMED_2, JudgeProfile(name="i", model="m", mode="isolated"))
     assert [("REASONING" in p.user) for p in isolated] == [k not in response_keys for k in PRMED_2.axis_keys]
+    # A group profile judging one sample (Scorer.score) splits as joint does; its group calls do too
+    # (tests/judge/test_group_response_only.py).
+    group = render_prompts(sample, PRMED_2, JudgeProfile(name="g", model="m", mode="group"), nonce="0123456789abcdef")
+    assert [(p.axis_keys, p.user) for p in group] == [(p.axis_keys, p.user) for p in joint]
     # prmed@1 keeps one call with everything.
     assert len(render_prompts(sample, PRMED_1, JudgeProfile(name="j", model="m"))) == 1
