@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from rubrics.registry import RubricRegistry
 from tests.api.conftest import AppClient
 from tests.api.samples import PATIENT_ZH, REASONING_ZH, RESPONSE_ZH, sample, score_body
 from tests.api.test_openrlhf import PROMPT, openrlhf_body, query
@@ -97,3 +98,26 @@ async def test_group_statistics_report_calls_and_tokens(profiles: Any, openai_se
         twice = (await app.post("/v1/rewards", json=body(*items, judge="loop-group2"))).json()
     assert single["groups"][0]["calls"] == 1 and twice["groups"][0]["calls"] == 2  # permutations: 2
     assert twice["groups"][0]["prompt_tokens"] > single["groups"][0]["prompt_tokens"] > 0
+
+
+async def test_prmed_2_group_mode_judges_the_response_axes_without_the_cots(
+    profiles: Any, openai_server: OpenAIServer
+) -> None:
+    """The default rubric in group mode (GRPO): per display order, one group call with the CoTs for the CoT's axes
+    and one without any CoT for the response axes, so a persuasive CoT cannot lift a response's scores."""
+    response_keys = {a.key for a in RubricRegistry().resolve("prmed@2").axes if a.layer == "response"}
+    items = [rollout(0, k) for k in range(3)]
+    async with profiles as app:
+        single = (await app.post("/v1/rewards", json=body(*items, judge="loop-group", rubric="prmed@2"))).json()
+        twice = (await app.post("/v1/rewards", json=body(*items, judge="loop-group2", rubric="prmed@2"))).json()
+    assert single["rubric"] == "prmed@2" and all(r["status"] == "ok" for r in single["items"] + twice["items"])
+    assert single["groups"][0]["calls"] == 2 and twice["groups"][0]["calls"] == 4  # 2 calls x permutations
+    assert single["usage"]["calls"] + twice["usage"]["calls"] == 6 == openai_server.calls
+    requests = [call.request for call in openai_server.requests]
+    alone = [r for r in requests if set(r.axis_keys) == response_keys]
+    assert len(alone) == 3  # one per display order: 1 + 2
+    for request in alone:
+        assert REASONING_ZH not in request.prompt and all(f"（第{k}版）" in request.prompt for k in range(3))
+    for request in requests:
+        if request not in alone:
+            assert REASONING_ZH in request.prompt and not response_keys & set(request.axis_keys)
