@@ -131,7 +131,7 @@ class JudgingPolicy(_Strict):
     """How the judge is shown a sample (the rubric's part of it; a judge profile says the rest)."""
 
     # Layers whose axes are judged on the response alone, without the CoT (the patient never sees the CoT):
-    # they get a judge call of their own in joint and isolated modes.
+    # they get judge calls of their own in every mode (group mode: a group call per display order).
     response_only_layers: list[str] = Field(default_factory=list)
 
 
