@@ -10,9 +10,20 @@ from judge.samples import Sample
 from rubrics.schema import Rubric
 
 
+def _split(rubric: Rubric, profile: JudgeProfile) -> str:
+    """A marker for group profiles under a rubric with response-only layers.
+
+    Before, such a profile showed the CoT to every axis; now its response-only axes get a call without it. The
+    verdicts judged the old way must not be served as if judged the new way; keys of every other rubric and
+    profile stay as they were (their prompts did not change), so their cached verdicts stay valid.
+    """
+    return ":response-only-split" if profile.mode == "group" and rubric.judging.response_only_layers else ""
+
+
 def cache_key(rubric: Rubric, profile: JudgeProfile, sample: Sample) -> str:
     """A sample's key when judged alone."""
-    return hashlib.sha256(f"{rubric.content_hash}:{profile.hash}:{sample.hash}".encode()).hexdigest()
+    split = _split(rubric, profile)
+    return hashlib.sha256(f"{rubric.content_hash}:{profile.hash}{split}:{sample.hash}".encode()).hexdigest()
 
 
 def group_composition(samples: Sequence[Sample]) -> str:
@@ -22,6 +33,7 @@ def group_composition(samples: Sequence[Sample]) -> str:
 
 def group_cache_key(rubric: Rubric, profile: JudgeProfile, composition: str, sample: Sample) -> str:
     """A group-mode sample's key: its score is relative to the other candidates, so the composition is part of it."""
+    split = _split(rubric, profile)
     return hashlib.sha256(
-        f"{rubric.content_hash}:{profile.hash}:group:{composition}:{sample.hash}".encode()
+        f"{rubric.content_hash}:{profile.hash}{split}:group:{composition}:{sample.hash}".encode()
     ).hexdigest()

@@ -248,3 +248,28 @@ async def test_prmed_1_group_mode_makes_one_call_per_order_with_its_prompt_uncha
         ]
         expected = render_group_prompt(shown, PRMED_1, language="zh", nonce=nonce)
         assert request.messages[1]["content"] == expected.user and request.messages[0]["content"] == expected.system
+
+
+def test_verdicts_judged_before_the_split_are_not_served_as_split_ones() -> None:
+    import hashlib as _hashlib
+
+    from judge.scoring.keys import cache_key, group_cache_key
+
+    group = JudgeProfile.model_validate({"name": "g", "model": "m", "mode": "group"})
+    joint = JudgeProfile.model_validate({"name": "j", "model": "m"})
+    sample = make_sample(reasoning="患者胸闷，需要排除心梗。", response="请立即拨打120。")
+
+    def old_key(rubric: Any, profile: JudgeProfile) -> str:  # the formula before the split
+        return _hashlib.sha256(f"{rubric.content_hash}:{profile.hash}:{sample.hash}".encode()).hexdigest()
+
+    def old_group_key(rubric: Any, profile: JudgeProfile) -> str:
+        text = f"{rubric.content_hash}:{profile.hash}:group:c:{sample.hash}"
+        return _hashlib.sha256(text.encode()).hexdigest()
+
+    # A group profile under prmed@2 (response-only layers) gets new keys, single and group alike...
+    assert cache_key(PRMED_2, group, sample) != old_key(PRMED_2, group)
+    assert group_cache_key(PRMED_2, group, "c", sample) != old_group_key(PRMED_2, group)
+    # ...every other pairing keeps its keys, and with them its cached verdicts.
+    assert cache_key(PRMED_1, group, sample) == old_key(PRMED_1, group)
+    assert group_cache_key(PRMED_1, group, "c", sample) == old_group_key(PRMED_1, group)
+    assert cache_key(PRMED_2, joint, sample) == old_key(PRMED_2, joint)
