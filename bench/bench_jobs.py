@@ -6,14 +6,17 @@ chunks of 256 lines, 4 chunks in hand per worker, lease 10 s. Each scenario uses
 hits) and fresh processes (so peak memory is the scenario's own).
 
 1. N = 10,000 and N = 100,000: the JSONL is uploaded (streamed) and followed to the end. Wall time from the first
-   byte uploaded to the job's end vs the ideal N·L/C; peak resident memory of the API and of each worker (sampled
-   every 0.25 s), which should not grow with N; every input line exactly once in the results.
+   byte uploaded to the job's end vs the ideal calls·L/C, with the judge calls the job made (its summary's
+   ``usage.calls``; per sample, the rubric's ``prompt_calls``: 2 under prmed@2, 1 under prmed@1); peak resident
+   memory of the API and of each worker (sampled every 0.25 s), which should not grow with N; every input line
+   exactly once in the results.
 2. N = 100,000 again, one worker killed with SIGKILL at 30 % and restarted at once: the time lost, estimated from
    the run's own pre-kill rate (noisy on a shared machine) and from what the kill costs directly: the time until
    the restarted worker holds a chunk (half the capacity missing meanwhile) and until the dead worker's chunks
    are back on the queue (lease expiry; they are re-done, their stored verdicts served from the store).
 
     python bench/bench_jobs.py [--samples 100000] [--small 10000] [--latency-ms 50] [--concurrency 128]
+                               [--rubric prmed]
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from bench.common import (  # noqa: E402
     free_port,
     print_table,
     process,
+    prompt_call_count,
     scratch_database,
     scratch_prefix,
     stub_judge,
@@ -127,6 +131,8 @@ class Outcome:
     peaks_mb: dict[str, float] = field(default_factory=dict)
     lines_once: bool = False
     counts: dict[str, int] = field(default_factory=dict)
+    # Judge calls the job made (its summary's usage; store and cache hits cost none).
+    calls: int = 0
     killed_at_s: float | None = None
     # After the kill: when the restarted worker first held a chunk, and when the dead one's chunks were back.
     restart_gap_s: float | None = None
@@ -162,7 +168,7 @@ class Kill:
 
 
 async def follow(
-    api: str, source: Path, n: int, kill: Kill | None, outcome: Outcome
+    api: str, rubric: str, source: Path, n: int, kill: Kill | None, outcome: Outcome
 ) -> tuple[float, float, dict[str, Any], float | None]:
     import asyncpg  # type: ignore[import-untyped]
     from sqlalchemy.engine import make_url
@@ -171,7 +177,7 @@ async def follow(
         started = time.perf_counter()
         response = await client.post(
             "/v1/jobs",
-            params={"judge": "bench", "options": '{"rationale": false}'},
+            params={"rubric": rubric, "judge": "bench", "options": '{"rationale": false}'},
             content=file_body(source),
             headers={"content-type": "application/x-ndjson"},
         )
@@ -260,9 +266,10 @@ def scenario(
             if kill_fraction is not None:
                 victim, replacement = f"{name}-w1", f"{name}-w1-restarted"
                 kill = Kill(kill_fraction, kill_and_restart, env["RJ_DATABASE_URL"], victim, replacement)
-            wall, upload_s, job, killed_at = asyncio.run(follow(api, source, n, kill, outcome))
+            wall, upload_s, job, killed_at = asyncio.run(follow(api, args.rubric, source, n, kill, outcome))
             outcome.wall_s, outcome.upload_s, outcome.killed_at_s = wall, upload_s, killed_at
             outcome.counts = job["counts"]
+            outcome.calls = int(((job.get("summary") or {}).get("usage") or {}).get("calls", 0))
             if job.get("started_at") and job.get("finished_at"):
                 from datetime import datetime
 
@@ -287,7 +294,9 @@ def main() -> None:
     parser.add_argument("--stub-workers", type=int, default=1)
     parser.add_argument("--lease-s", type=float, default=10.0)
     parser.add_argument("--skip-kill", action="store_true")
+    parser.add_argument("--rubric", default="prmed", help="prmed@1 for one call per sample, as older tables")
     args = parser.parse_args()
+    rubric_ref, per_sample = prompt_call_count(args.rubric, "joint")
 
     judge_port = free_port()
     prefix = scratch_prefix("jobs")
@@ -318,15 +327,22 @@ def main() -> None:
     latency = args.latency_ms / 1000
     rows: list[tuple[str, Any, Any, Any]] = []
     for label, o in ((f"N={args.small:,}", small), (f"N={args.samples:,}", big)):
-        ideal = o.n * latency / args.concurrency
+        # The calls the job made, C at a time: a sample takes as many calls as its rubric's prompts.
+        ideal = o.calls * latency / args.concurrency
         eff = ideal / o.wall_s
         rows += [
             (f"{label}: wall, upload start to job end (s)", f"{o.wall_s:.1f}", "", None),
-            (f"{label}: ideal N·L/C (s)", f"{ideal:.1f}", "", None),
+            (
+                f"{label}: judge calls (summary usage.calls)",
+                f"{o.calls:,}",
+                f"{o.n * per_sample:,} ({per_sample} per sample)",
+                o.calls == o.n * per_sample,
+            ),
+            (f"{label}: ideal calls·L/C (s)", f"{ideal:.1f}", "", None),
             (
                 f"{label}: throughput (samples/s)",
                 f"{o.n / o.wall_s:,.0f}",
-                f"{args.concurrency / latency:,.0f} ideal",
+                f"{args.concurrency / (latency * per_sample):,.0f} ideal",
                 None,
             ),
             (f"{label}: efficiency ideal/wall", f"{eff:.2f}", ">= 0.85", eff >= 0.85),
@@ -363,18 +379,22 @@ def main() -> None:
             ("  capacity lost: gap x 1/2 of the workers (s)", f"{(killed.restart_gap_s or 0) / 2:.1f}", "", None),
             ("  vs the run without a kill (s; other load)", f"{killed.wall_s - big.wall_s:+.1f}", "", None),
             ("  every line exactly once", str(killed.lines_once), "True", killed.lines_once),
+            # A re-done chunk's verdicts stored before the kill are store hits: no calls in the summary.
+            ("  judge calls (summary usage.calls)", f"{killed.calls:,}", "", None),
         ]
         for proc, mb in killed.peaks_mb.items():
             rows.append((f"  peak RSS {proc} (MB)", f"{mb:.0f}", "<= 300", mb <= 300))
     loads = ", ".join(f"{o.load[0]:.2f}→{o.load[3]:.2f}" for o in (small, big, killed) if o is not None)
     title = (
-        f"Jobs: 2 workers, L={args.latency_ms:.0f} ms, C={args.concurrency} in total, PostgreSQL + Redis "
+        f"Jobs: {rubric_ref}, 2 workers, L={args.latency_ms:.0f} ms, C={args.concurrency} in total, PostgreSQL + Redis "
         f"(load average 1 min, start→end of each run: {loads})"
     )
     print_table(title, rows)
     RESULTS.mkdir(parents=True, exist_ok=True)
     report = {
         "args": vars(args),
+        "rubric": rubric_ref,
+        "expected_calls_per_sample": per_sample,
         "small": small.__dict__,
         "big": big.__dict__,
         "killed": killed.__dict__ if killed else None,

@@ -7,13 +7,20 @@ process) on PostgreSQL + Redis. Every scenario starts with a cold cache (its own
 
 1. OpenRLHF-style: N = 1,024 rollouts, one ``POST /get_reward`` per rollout from 256 concurrent clients, each
    with OpenRLHF's rules (a new aiohttp session per request, 180 s timeout, 5 tries 1 s apart). Throughput,
-   p50/p99 latency, efficiency = ideal / wall with ideal = ceil(N / clients) · L (judge concurrency >= clients).
+   p50/p99 latency, efficiency = ideal / wall with ideal = max(ceil(N / clients), ceil(calls / C)) · L: one
+   request per client at a time, and the judge calls the run made (the API's /metrics) C at a time.
 2. TRL-style: one ``POST /v1/rewards`` of 64 prompts × 8 completions, judge concurrency C = 64:
-   wall vs the ideal ceil(512 / C) · L (goal: within 10 %). The same batch with logprobs: the fraction of
-   zero-variance groups with and without continuous (expected-score) rewards.
+   wall vs the ideal ceil(calls / C) · L with the calls the batch made (``usage.calls``; goal: within 10 %).
+   The same batch with logprobs: the fraction of zero-variance groups with and without continuous
+   (expected-score) rewards.
 3. Group mode vs joint mode on the same 64 × 8 batch: judge calls, tokens, wall.
 
+Calls are measured and compared with the rubric's (``prompt_calls``): under prmed@2 a sample takes 2 joint calls
+(its response-layer axes are judged without the CoT) and a group 2 calls per display order (``permutations``
+orders, 2 by default); under prmed@1, 1 and 1.
+
     python bench/bench_rewards.py [--latency-ms 100] [--rollouts 1024] [--clients 256] [--prompts 64] [--g 8]
+                                  [--rubric prmed]
 """
 
 from __future__ import annotations
@@ -41,9 +48,11 @@ from bench.common import (  # noqa: E402
     RESULTS,
     console,
     free_port,
+    judge_call_count,
     percentile,
     print_table,
     process,
+    prompt_call_count,
     scratch_database,
     scratch_prefix,
     timed_post,
@@ -84,7 +93,12 @@ async def openrlhf_post(url: str, payload: dict[str, Any], tries: int = 5) -> tu
     return None, tries
 
 
-async def openrlhf_load(api: str, rollouts: int, clients: int, run: str) -> dict[str, Any]:
+async def metrics_calls(api: str, judge: str) -> float:
+    async with aiohttp.ClientSession() as session, session.get(f"{api}/metrics") as response:
+        return judge_call_count(await response.text(), judge)
+
+
+async def openrlhf_load(api: str, rubric: str, rollouts: int, clients: int, run: str) -> dict[str, Any]:
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(rollouts):
         queue.put_nowait(i)
@@ -100,7 +114,7 @@ async def openrlhf_load(api: str, rollouts: int, clients: int, run: str) -> dict
             prompt = qwen_prompt(patient(run, i))
             payload = {"query": [prompt + completion(i, 0) + "<|im_end|>"], "prompts": [prompt], "labels": [None]}
             started = time.perf_counter()
-            answer, attempts = await openrlhf_post(f"{api}/get_reward", payload)
+            answer, attempts = await openrlhf_post(f"{api}/get_reward?rubric={rubric}", payload)
             latencies.append((time.perf_counter() - started) * 1000)
             retried += attempts - 1
             if answer is None:
@@ -108,11 +122,14 @@ async def openrlhf_load(api: str, rollouts: int, clients: int, run: str) -> dict
             else:
                 judge_failed += int(sum(answer["extra_logs"]["judge_failed"]))
 
+    before = await metrics_calls(api, "bench-openrlhf")
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
     wall = time.perf_counter() - started
     return {
         "wall_s": wall,
+        # /get_reward answers no usage: the API's own count of judge calls for this profile.
+        "calls": int(await metrics_calls(api, "bench-openrlhf") - before),
         "throughput_per_s": rollouts / wall,
         "p50_ms": percentile(latencies, 50),
         "p99_ms": percentile(latencies, 99),
@@ -133,8 +150,8 @@ def grpo_batch(run: str, prompts: int, g: int) -> list[dict[str, Any]]:
     ]
 
 
-async def one_batch(api: str, judge: str, items: list[dict[str, Any]]) -> dict[str, Any]:
-    body = orjson.dumps({"rubric": "prmed", "judge": judge, "items": items})
+async def one_batch(api: str, rubric: str, judge: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+    body = orjson.dumps({"rubric": rubric, "judge": judge, "items": items})
     wall, response = await timed_post(api, "/v1/rewards", body, 180)
     answer = response.json()
     usage = answer["usage"]
@@ -165,20 +182,43 @@ async def run(api: str, args: argparse.Namespace) -> dict[str, Any]:
     latency_s = args.latency_ms / 1000
     run_id = f"r{int(time.time())}"
     # Warm the API's code paths and its pool to the judge (with other texts, so nothing below is cached).
-    await one_batch(api, "bench", grpo_batch(f"{run_id}warm", 8, 8))
+    await one_batch(api, args.rubric, "bench", grpo_batch(f"{run_id}warm", 8, 8))
 
-    openrlhf = await openrlhf_load(api, args.rollouts, args.clients, run_id)
-    openrlhf["ideal_s"] = math.ceil(args.rollouts / args.clients) * latency_s
+    openrlhf = await openrlhf_load(api, args.rubric, args.rollouts, args.clients, run_id)
+    # Each client waits for its request; a request's calls run together, C of them at a time over all clients.
+    waves = max(math.ceil(args.rollouts / args.clients), math.ceil(openrlhf["calls"] / args.openrlhf_concurrency))
+    openrlhf["ideal_s"] = waves * latency_s
     openrlhf["efficiency"] = openrlhf["ideal_s"] / openrlhf["wall_s"]
 
     items = grpo_batch(run_id, args.prompts, args.g)
     n = len(items)
-    joint = await one_batch(api, "bench", items)
-    joint["ideal_s"] = math.ceil(n / args.concurrency) * latency_s
-    continuous = await one_batch(api, "bench-lp", items)
-    group = await one_batch(api, "bench-group", items)
-    group["ideal_s"] = math.ceil(args.prompts / args.concurrency) * latency_s
+    joint = await one_batch(api, args.rubric, "bench", items)
+    continuous = await one_batch(api, args.rubric, "bench-lp", items)
+    group = await one_batch(api, args.rubric, "bench-group", items)
+    # The calls each batch made, C at a time, each taking L.
+    for batch in (joint, continuous, group):
+        batch["ideal_s"] = math.ceil(batch["calls"] / args.concurrency) * latency_s
     return {"openrlhf": openrlhf, "joint": joint, "logprobs": continuous, "group": group, "items": n}
+
+
+def expected_calls(args: argparse.Namespace) -> dict[str, Any]:
+    """What the rubric says the run should call: per sample (joint), per display order and per group (group mode)."""
+    from judge.backends.openai.group_prompts import group_orders
+    from judge.profiles import JudgeProfile
+
+    ref, per_sample = prompt_call_count(args.rubric, "joint")
+    _, per_order = prompt_call_count(args.rubric, "group")
+    # The bench-group profile leaves permutations at its default; a group has fewer orders than that only when
+    # it has fewer distinct ones (group_orders decides, as the scorer does).
+    permutations = JudgeProfile.model_fields["permutations"].default
+    orders = len(group_orders([f"h{k}" for k in range(args.g)], permutations))
+    return {
+        "rubric": ref,
+        "per_sample": per_sample,
+        "per_order": per_order,
+        "orders": orders,
+        "per_group": per_order * orders,
+    }
 
 
 def main() -> None:
@@ -193,7 +233,9 @@ def main() -> None:
     parser.add_argument("--tie-rate", type=float, default=0.9)
     parser.add_argument("--api-workers", type=int, default=1)
     parser.add_argument("--judge-workers", type=int, default=1)
+    parser.add_argument("--rubric", default="prmed", help="prmed@1 for one call per sample, as older tables")
     args = parser.parse_args()
+    expect = expected_calls(args)
 
     judge_port, api_port = free_port(), free_port()
     prefix = scratch_prefix("rewards")
@@ -216,13 +258,17 @@ def main() -> None:
             m = asyncio.run(run(f"http://127.0.0.1:{api_port}", args))
     load = os.getloadavg()
     o, j, lp, g = m["openrlhf"], m["joint"], m["logprobs"], m["group"]
+    per_sample, per_group = expect["per_sample"], expect["per_group"]
+    want_joint, want_group = m["items"] * per_sample, args.prompts * per_group
     title = (
-        f"1. OpenRLHF-style /get_reward: N={args.rollouts} rollouts, one per POST, {args.clients} clients, "
-        f"L={args.latency_ms:.0f} ms, judge concurrency {args.openrlhf_concurrency}"
+        f"1. OpenRLHF-style /get_reward: {expect['rubric']}, N={args.rollouts} rollouts, one per POST, "
+        f"{args.clients} clients, L={args.latency_ms:.0f} ms, judge concurrency {args.openrlhf_concurrency}"
     )
     print_table(title, [
         ("wall time (s)", f"{o['wall_s']:.3f}", "", None),
-        ("ideal ceil(N/clients)·L (s)", f"{o['ideal_s']:.3f}", "", None),
+        ("judge calls (/metrics)", f"{o['calls']:,}", f"{args.rollouts * per_sample:,}",
+         o["calls"] == args.rollouts * per_sample),
+        ("ideal max(ceil(N/clients), ceil(calls/C))·L (s)", f"{o['ideal_s']:.3f}", "", None),
         ("throughput (rollouts/s)", f"{o['throughput_per_s']:,.0f}", "", None),
         ("p50 latency (ms)", f"{o['p50_ms']:.0f}", "", None),
         ("p99 latency (ms)", f"{o['p99_ms']:.0f}", "", None),
@@ -231,37 +277,44 @@ def main() -> None:
         ("retried requests", o["retried_requests"], "", None),
         ("items with judge_failed", o["judge_failed_items"], "0", o["judge_failed_items"] == 0),
     ])  # fmt: skip
-    waves = math.ceil(m["items"] / args.concurrency)
+    waves = math.ceil(j["calls"] / args.concurrency)
     print_table(
-        f"2. TRL-style /v1/rewards: {args.prompts} prompts × {args.g} completions, C={args.concurrency} "
-        f"({waves} waves of L)",
+        f"2. TRL-style /v1/rewards: {expect['rubric']}, {args.prompts} prompts × {args.g} completions, "
+        f"C={args.concurrency} ({j['calls']} calls: {waves} waves of L)",
         [
             ("wall time (s)", f"{j['wall_s']:.3f}", f"<= {1.1 * j['ideal_s']:.3f}", j["wall_s"] <= 1.1 * j["ideal_s"]),
-            ("ideal waves·L (s)", f"{j['ideal_s']:.3f}", "", None),
+            ("judge calls (usage.calls)", f"{j['calls']:,}", f"{want_joint:,} ({per_sample} per item)",
+             j["calls"] == want_joint),
+            ("ideal ceil(calls/C)·L (s)", f"{j['ideal_s']:.3f}", "", None),
             ("wall / ideal", f"{j['wall_s'] / j['ideal_s']:.2f}", "<= 1.10", j["wall_s"] <= 1.1 * j["ideal_s"]),
             ("rewarded items", f"{j['rewarded']}/{m['items']}", "all", j["rewarded"] == m["items"]),
             ("zero-variance groups, integer scores", f"{j['zero_variance_fraction']:.3f}", "", None),
             ("zero-variance groups, logprobs (expected)", f"{lp['zero_variance_fraction']:.3f}", "", None),
             ("wall with logprobs (s)", f"{lp['wall_s']:.3f}", "", None),
+            ("judge calls with logprobs", f"{lp['calls']:,}", f"{want_joint:,}", lp["calls"] == want_joint),
         ],
-    )
+    )  # fmt: skip
     print_table(
         f"3. group mode vs joint mode, same {args.prompts} × {args.g} batch, C={args.concurrency}",
         [
-            ("judge calls: joint / group", f"{j['calls']} / {g['calls']}", f"{m['items']} / {args.prompts}", None),
+            ("judge calls: joint / group", f"{j['calls']} / {g['calls']}", f"{want_joint} / {want_group}",
+             (j["calls"], g["calls"]) == (want_joint, want_group)),
+            ("group calls per group", f"{g['calls'] / args.prompts:.2f}",
+             f"{per_group} ({expect['orders']} orders × {expect['per_order']})", g["calls"] == want_group),
             ("prompt tokens: joint / group", f"{j['prompt_tokens']:,} / {g['prompt_tokens']:,}", "", None),
             ("completion tokens: joint / group", f"{j['completion_tokens']:,} / {g['completion_tokens']:,}", "", None),
             ("wall (s): joint / group", f"{j['wall_s']:.3f} / {g['wall_s']:.3f}", "", None),
-            ("group ideal ceil(prompts/C)·L (s)", f"{g['ideal_s']:.3f}", "", None),
+            ("group ideal ceil(calls/C)·L (s)", f"{g['ideal_s']:.3f}", "", None),
             ("rewarded items: group", f"{g['rewarded']}/{m['items']}", "all", g["rewarded"] == m["items"]),
             ("zero-variance groups: group mode", f"{g['zero_variance_fraction']:.3f}", "", None),
         ],
-    )
+    )  # fmt: skip
     console.print(
         f"load average at the end (1, 5, 15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; cores: {os.cpu_count()}"
     )
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "rewards.json").write_text(json.dumps({"args": vars(args), "loadavg": load, **m}, indent=2))
+    report = {"args": vars(args), "expected_calls": expect, "loadavg": load, **m}
+    (RESULTS / "rewards.json").write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -2,11 +2,14 @@
 
 Setup: the loopback OpenAI-protocol judge answers after L = 100 ms (separate process); the API runs
 under uvicorn (separate process) on PostgreSQL + Redis; profile concurrency C = 64.
-1. 1,024 fresh samples in batches of 128 (sent together): wall time vs the ideal N·L/C.
+1. 1,024 fresh samples in batches of 128 (sent together): wall time vs the ideal calls·L/C, with the judge calls
+   the run made (the API's ``usage.calls``); calls per sample against the rubric's (``prompt_calls``: 2 under
+   prmed@2, whose response-layer axes are judged in a call of their own without the CoT; 1 under prmed@1).
 2. The same batches again, all cache hits from Redis: verdicts per second, and the API's p50/p99 time
    per 128-item cached batch (sequential requests, so each one is timed alone).
 
     python bench/bench_scoring.py [--samples 1024] [--batch 128] [--concurrency 64] [--latency-ms 100]
+                                  [--rubric prmed]
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import argparse
 import asyncio
 import gc
 import json
-import re
+import os
 import sys
 import tempfile
 import time
@@ -32,11 +35,14 @@ from bench.common import (  # noqa: E402
     PATIENTS,
     REDIS_URL,
     RESULTS,
+    console,
     free_port,
+    judge_call_count,
     percentile,
     post_all,
     print_table,
     process,
+    prompt_call_count,
     scratch_database,
     scratch_prefix,
     stub_judge,
@@ -59,17 +65,13 @@ def make_samples(n: int) -> list[dict[str, object]]:
     return samples
 
 
-def judge_calls(metrics_text: str) -> float:
-    return sum(float(m) for m in re.findall(r"^rj_judge_call_seconds_count\{[^}]*\} (\S+)$", metrics_text, re.M))
-
-
 async def run(
-    api: str, n: int, batch: int, latency_s: float, concurrency: int, rounds: int, seq: int
+    api: str, rubric: str, n: int, batch: int, latency_s: float, concurrency: int, rounds: int, seq: int
 ) -> dict[str, Any]:
     samples = make_samples(n)
     bodies = [
         orjson.dumps(
-            {"rubric": "prmed", "judge": "bench", "samples": samples[i : i + batch], "options": {"rationale": False}}
+            {"rubric": rubric, "judge": "bench", "samples": samples[i : i + batch], "options": {"rationale": False}}
         )
         for i in range(0, n, batch)
     ]
@@ -79,8 +81,9 @@ async def run(
         results = [r for p in payloads for r in p["results"]]  # type: ignore[attr-defined]
         ok = sum(1 for r in results if all(a["status"] == "ok" for a in r["axes"].values()))
         usage_calls = sum(p["usage"]["calls"] for p in payloads)  # type: ignore[index]
-        calls = judge_calls((await client.get("/metrics")).text)
-        ideal = n * latency_s / concurrency
+        calls = judge_call_count((await client.get("/metrics")).text)
+        # The calls the run made, not N: a sample takes as many calls as its rubric's prompts.
+        ideal = usage_calls * latency_s / concurrency
 
         # Cached: several rounds of all batches at once (throughput), then one batch at a time (latency).
         del payloads, results
@@ -108,6 +111,7 @@ async def run(
         "ideal_s": ideal,
         "efficiency": ideal / wall,
         "ok_items": ok,
+        "usage_calls": usage_calls,
         "judge_calls_per_sample": calls / n,
         "usage_calls_per_sample": usage_calls / n,
         "cached_hit_fraction": hits / (rounds * n),
@@ -129,7 +133,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20, help="cached rounds of all batches")
     parser.add_argument("--sequential", type=int, default=300, help="cached single-batch requests timed")
     parser.add_argument("--api-workers", type=int, default=1)
+    parser.add_argument("--rubric", default="prmed", help="prmed@1 for one call per sample, as older tables")
     args = parser.parse_args()
+    rubric_ref, per_sample = prompt_call_count(args.rubric, "joint")
 
     judge_port, api_port = free_port(), free_port()
     prefix = scratch_prefix("scoring")
@@ -147,20 +153,23 @@ def main() -> None:
         api_args = [sys.executable, "-m", "judge", "serve", "--port", str(api_port), "--workers", str(args.api_workers)]
         with process(api_args, env=env, ready_url=f"http://127.0.0.1:{api_port}/healthz"):
             m = asyncio.run(
-                run(f"http://127.0.0.1:{api_port}", args.samples, args.batch, args.latency_ms / 1000,
+                run(f"http://127.0.0.1:{api_port}", args.rubric, args.samples, args.batch, args.latency_ms / 1000,
                     args.concurrency, args.rounds, args.sequential)
             )  # fmt: skip
     title = (
-        f"/v1/score: N={args.samples}, batches of {args.batch}, L={args.latency_ms:.0f} ms, C={args.concurrency}, "
-        f"PostgreSQL + Redis, {args.api_workers} API worker(s)"
+        f"/v1/score: {rubric_ref}, N={args.samples}, batches of {args.batch}, L={args.latency_ms:.0f} ms, "
+        f"C={args.concurrency}, PostgreSQL + Redis, {args.api_workers} API worker(s)"
     )
     calls, rate, p99 = m["judge_calls_per_sample"], m["cached_verdicts_per_s"], m["cached_batch_p99_ms"]
     print_table(title, [
         ("wall time (s)", f"{m['wall_s']:.3f}", "", None),
-        ("ideal N·L/C (s)", f"{m['ideal_s']:.3f}", "", None),
+        ("judge calls (usage.calls)", f"{m['usage_calls']:,}", f"{per_sample * args.samples:,}",
+         m["usage_calls"] == per_sample * args.samples),
+        ("ideal calls·L/C (s)", f"{m['ideal_s']:.3f}", "", None),
         ("efficiency ideal/wall", f"{m['efficiency']:.3f}", ">= 0.90", m["efficiency"] >= 0.90),
         ("items with every axis ok", f"{m['ok_items']}/{args.samples}", "all", m["ok_items"] == args.samples),
-        ("judge calls per sample", f"{calls:.3f}", "1.0 (joint)", calls == 1.0),
+        ("judge calls per sample (/metrics)", f"{calls:.3f}", f"{per_sample} (joint, {rubric_ref})",
+         calls == per_sample),
         ("cached: hit fraction", f"{m['cached_hit_fraction']:.3f}", "1.0", m["cached_hit_fraction"] == 1.0),
         ("cached: verdicts per second", f"{rate:,.0f}", ">= 20,000", rate >= 20000),
         ("cached: API p50 per 128-item batch (ms)", f"{m['cached_batch_p50_ms']:.2f}", "", None),
@@ -168,8 +177,14 @@ def main() -> None:
         ("cached: client round trip p50 / p99 (ms)",
          f"{m['cached_roundtrip_p50_ms']:.2f} / {m['cached_roundtrip_p99_ms']:.2f}", "", None),
     ])  # fmt: skip
+    load = os.getloadavg()
+    console.print(f"load average at the end (1, 5, 15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "scoring.json").write_text(json.dumps({"args": vars(args), **m}))
+    (RESULTS / "scoring.json").write_text(
+        json.dumps(
+            {"args": vars(args), "rubric": rubric_ref, "expected_calls_per_sample": per_sample, "loadavg": load, **m}
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import asyncio
 import atexit
 import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -149,6 +150,29 @@ def print_table(title: str, rows: list[tuple[str, Any, Any, Any]]) -> None:
     for measure, value, goal, met in rows:
         table.add_row(measure, str(value), str(goal), "" if met is None else ("yes" if met else "NO"))
     console.print(table)
+
+
+def prompt_call_count(rubric_ref: str, mode: str = "joint") -> tuple[str, int]:
+    """(the resolved ref, the judge calls) of one sample under a built-in rubric in ``mode``; in group mode, the
+    calls of one display order (``render_group_prompts`` renders one prompt per entry of ``prompt_calls``).
+
+    Derived from the rubric, not assumed: a rubric with response-only layers (prmed@2) splits a joint or group
+    call in two, so a benchmark that expected one call per sample would misjudge its own ideal.
+    """
+    from judge.backends.openai.prompts import prompt_calls
+    from rubrics.registry import RubricRegistry
+
+    rubric = RubricRegistry().resolve(rubric_ref)
+    return rubric.ref, len(prompt_calls(rubric, mode))
+
+
+def judge_call_count(metrics_text: str, judge: str | None = None) -> float:
+    """Judge calls the API has made (every outcome), from its Prometheus ``rj_judge_call_seconds`` counts."""
+    total = 0.0
+    for labels, value in re.findall(r"^rj_judge_call_seconds_count\{([^}]*)\} (\S+)$", metrics_text, re.M):
+        if judge is None or f'judge="{judge}"' in labels:
+            total += float(value)
+    return total
 
 
 def scratch_prefix(tag: str) -> str:
