@@ -155,6 +155,11 @@ def content_hash(content: dict[str, Any]) -> str:
 _WS_RUN = re.compile(r"[ \t]+\n")
 
 
+def _trim_lines(text: str) -> str:
+    """No spaces or tabs before a newline (the substitution only where one can match: it runs on every text)."""
+    return _WS_RUN.sub("\n", text) if " \n" in text or "\t\n" in text else text
+
+
 def normalise(
     sample: SampleIn, *, max_reasoning_chars: int | None = None, max_response_chars: int | None = None
 ) -> Sample:
@@ -163,11 +168,9 @@ def normalise(
         reasoning, response = split_completion(sample.completion)
     else:
         reasoning, response = sample.reasoning or "", sample.response or ""
-    messages = tuple(
-        Message(role=m.role, content=_WS_RUN.sub("\n", normalise_text(m.content))) for m in sample.messages
-    )
-    reasoning = _WS_RUN.sub("\n", normalise_text(reasoning))
-    response = _WS_RUN.sub("\n", normalise_text(response))
+    messages = tuple(Message(role=m.role, content=_trim_lines(normalise_text(m.content))) for m in sample.messages)
+    reasoning = _trim_lines(normalise_text(reasoning))
+    response = _trim_lines(normalise_text(response))
     clipped = False
     original_length = len(reasoning) + len(response)
     if max_reasoning_chars is not None and len(reasoning) > max_reasoning_chars:

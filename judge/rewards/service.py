@@ -113,7 +113,7 @@ class RewardBatch:
     groups: list[GroupStats]
     usage: dict[str, int] = field(default_factory=dict)
     # Per group: judge calls and tokens spent on it now (cache hits cost nothing); group mode with k
-    # permutations makes k calls per group.
+    # permutations makes k calls per group (2k under a rubric with response-only layers, prmed@2).
     group_usage: dict[str, Usage] = field(default_factory=dict)
 
     @property
