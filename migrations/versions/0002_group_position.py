@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from migrations.columns import drop_columns
+
 revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
@@ -27,7 +29,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("verdicts") as batch:
-        batch.drop_column("group_size")
-        batch.drop_column("group_position")
-        batch.drop_column("group_hash")
+    drop_columns("verdicts", ("group_size", "group_position", "group_hash"))

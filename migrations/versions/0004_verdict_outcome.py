@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from migrations.columns import drop_columns
+
 revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
@@ -26,6 +28,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("verdicts") as batch:
-        batch.drop_column("passed")
-        batch.drop_column("reward")
+    drop_columns("verdicts", ("passed", "reward"))

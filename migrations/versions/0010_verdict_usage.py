@@ -21,6 +21,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from migrations.columns import drop_columns
+
 revision: str = "0010"
 down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
@@ -36,12 +38,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "sqlite":
-        # In place (SQLite 3.35+), not batch mode: a batch rebuild drops the old table, and with foreign keys on
-        # (judge.store.database turns them on) that deletes every verdict first, which sets each rating's
-        # verdict_id to NULL (ON DELETE SET NULL). It would also copy every row.
-        for name in reversed(_COLUMNS):
-            op.execute(sa.text(f"ALTER TABLE verdicts DROP COLUMN {name}"))
-        return
-    for name in reversed(_COLUMNS):
-        op.drop_column("verdicts", name)
+    drop_columns("verdicts", tuple(reversed(_COLUMNS)))

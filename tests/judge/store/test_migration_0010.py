@@ -100,3 +100,35 @@ async def test_old_verdicts_read_as_not_recorded_and_new_ones_keep_their_usage(f
         assert await migrate.current_revision(fresh_url) == "0010"
     finally:
         await engine.dispose()
+
+
+async def test_downgrading_to_the_first_revision_keeps_every_rating_linked_to_its_verdict(fresh_url: str) -> None:
+    # 0002, 0004 and 0010 drop verdict columns in place on SQLite: a batch rebuild of `verdicts` would delete every
+    # verdict first, and with foreign keys on that sets each rating's verdict_id to NULL.
+    await migrate.upgrade(fresh_url)
+    sample = make_sample("医生，孩子高烧四十度，抽了一下，现在叫不醒。")
+    verdict = make_verdict(sample, cache_key="d" * 64)
+    engine = create_engine(fresh_url)
+    try:
+        sessions = make_session_factory(engine)
+        async with sessions() as session:
+            await VerdictRepository(session).add(verdict, sample)
+            await session.commit()
+        async with engine.begin() as conn:
+            await conn.execute(
+                insert(RatingRow),
+                [{"rubric_hash": verdict.rubric_hash, "sample_hash": sample.hash, "rater": "human:李医生",
+                  "axis": "safety", "score": 5.0, "run": 0, "verdict_id": verdict.id, "created_at": T0}],
+            )  # fmt: skip
+        await _downgrade(engine, fresh_url, "0001")
+        async with engine.connect() as conn:
+            assert not {"group_hash", "reward", "passed", "cached_tokens"} & await conn.run_sync(_columns)
+            query = text("SELECT rater, verdict_id FROM ratings")
+            links = {rater: link for rater, link in (await conn.execute(query)).all() if rater == "human:李医生"}
+            unlinked = (await conn.execute(text("SELECT count(*) FROM ratings WHERE verdict_id IS NULL"))).scalar()
+            ids = (await conn.execute(text("SELECT id FROM verdicts"))).scalars().all()
+        assert ids == [verdict.id]
+        # (0009's downgrade brings back the judge's own rating rows; every rating stays linked.)
+        assert links == {"human:李医生": verdict.id} and unlinked == 0
+    finally:
+        await engine.dispose()
