@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from judge import event_loop
 from judge.cli.agreement import register as register_agreement_commands
 from judge.cli.errors import ReportingGroup, fail, set_debug
 from judge.cli.jobs import register as register_job_commands
@@ -203,7 +204,7 @@ def score(
         console.print(f"results: {out}" + (f"  bad lines: {errors_path}" if stats.invalid else ""), soft_wrap=True)
 
     try:
-        asyncio.run(main(get_settings()))
+        event_loop.run(main(get_settings()))
     except RubricJudgeError as exc:
         raise _fail(exc) from exc
 

@@ -22,6 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from judge import event_loop
 from judge.cli.errors import fail
 from judge.errors import RubricJudgeError
 from judge.jobs.schemas import JobKind, JobOptions, JobSpec
@@ -145,9 +146,9 @@ def _main(run: _Run) -> None:
     settings = get_settings()
     try:
         if run.server:
-            asyncio.run(_on_server(run))
+            event_loop.run(_on_server(run))
         else:
-            asyncio.run(_local(run, settings))
+            event_loop.run(_local(run, settings))
     except RubricJudgeError as exc:
         raise _fail(exc) from exc
     except KeyboardInterrupt:

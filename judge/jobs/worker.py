@@ -21,6 +21,7 @@ from typing import Any
 from arq.worker import Worker, func
 from redis.exceptions import RedisError
 
+from judge import event_loop
 from judge.errors import RubricJudgeError
 from judge.jobs.generator import Generator
 from judge.jobs.models import JobRow
@@ -367,4 +368,4 @@ def run_worker(settings: Settings, config: WorkerConfig) -> None:
         finally:
             await close_worker(worker)
 
-    asyncio.run(main())
+    event_loop.run(main())
