@@ -71,11 +71,12 @@ def aggregate(
     that the CoT is padded with the rubric's axis titles (``reward_policy.padding_gate``).
     """
     plan = _plan(rubric)
-    score_key = tuple(scores.get(k) for k in plan.axis_keys)
+    # map() over the plan's keys: these keys are built for every item of every batch, cache hits included.
+    score_key = tuple(map(scores.get, plan.axis_keys))
     use_expected = expected is not None and plan.use_expected
-    expected_key = tuple(expected.get(k) for k in plan.axis_keys) if expected is not None and use_expected else None
+    expected_key = tuple(map(expected.get, plan.axis_keys)) if expected is not None and use_expected else None
     dist_key = (
-        tuple(_dist_key(distributions.get(k)) for k in plan.axis_keys)
+        tuple(map(_dist_key, map(distributions.get, plan.axis_keys)))
         if distributions is not None and use_expected
         else None
     )
@@ -90,7 +91,7 @@ def aggregate(
     }
     # Cached RL batches aggregate the same verdicts again and again; the result is a pure function of
     # these inputs. bools are kept out because True == 1 would share a key with a valid score.
-    if any(type(v) is bool for v in score_key):
+    if bool in set(map(type, score_key)):
         return _compute(rubric, scores, expected, **kwargs)  # type: ignore[arg-type]
     flags = (truncated, language_mismatch, keyword_padding)
     key = (rubric.content_hash, score_key, expected_key, dist_key, on_missing, penalty, flags)
