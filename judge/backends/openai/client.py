@@ -7,6 +7,7 @@ choice, the connection pool and the connection-refused test alike for all of the
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import cast
 
@@ -16,6 +17,9 @@ import orjson
 from openai._models import FinalRequestOptions
 from openai.types.chat import ChatCompletion
 from pydantic import ValidationError
+
+from judge.errors import JudgeUnavailable
+from judge.profiles import JudgeProfile
 
 # The SDK's telemetry headers (its language, version, OS, architecture, runtime): no server needs them to answer,
 # and each header is normalised, merged and encoded again on every request (~7 % of the SDK's CPU per call).
@@ -28,6 +32,19 @@ _TELEMETRY_HEADERS = (
     "X-Stainless-Runtime-Version",
     "X-Stainless-Async",
 )
+
+
+def api_key(profile: JudgeProfile) -> str:
+    """The key from ``profile.api_key_env``; servers without auth (local vLLM) get a placeholder."""
+    if profile.api_key_env is None:
+        return "EMPTY"
+    if profile.api_key_env not in os.environ:
+        raise JudgeUnavailable(
+            f"judge profile {profile.name!r} reads its API key from the environment variable "
+            f"{profile.api_key_env}, which is not set",
+            field="api_key_env",
+        )
+    return os.environ[profile.api_key_env] or "EMPTY"
 
 
 def pooled_client(*, base_url: str | None, api_key: str, timeout_s: float, concurrency: int) -> openai.AsyncOpenAI:

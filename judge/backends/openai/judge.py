@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,11 +22,10 @@ from openai.types.completion_usage import CompletionUsage
 
 from judge.backends.openai.answer_format import (
     group_repair_instruction,
-    group_response_format,
     repair_instruction,
-    response_format,
 )
-from judge.backends.openai.client import CompletionPoster, parse_completion, pooled_client, refused
+from judge.backends.openai.call_failures import CallFailed, classify, judge_completion
+from judge.backends.openai.client import CompletionPoster, api_key, pooled_client
 from judge.backends.openai.fences import neutralise
 from judge.backends.openai.group_answer import parse_group_scores
 from judge.backends.openai.group_prompts import RenderedGroupPrompt, render_group_prompts
@@ -35,8 +33,10 @@ from judge.backends.openai.hedge import HedgePolicy, hedged
 from judge.backends.openai.logprobs import score_distributions
 from judge.backends.openai.parse_results import ParseResult
 from judge.backends.openai.prompts import RenderedPrompt, render_prompts
+from judge.backends.openai.request_body import RequestBodies
 from judge.backends.openai.retry import retried
 from judge.backends.openai.single_answer import parse_scores
+from judge.backends.openai.usage import CallTally, cached_prompt_tokens, share_usage
 from judge.backends.openai.verdict import quoted_objects
 from judge.errors import JudgeUnavailable
 from judge.metrics import AXIS_STATUS, JUDGE_CALL_LATENCY, JUDGE_HEDGES, JUDGE_TOKENS, PARSE_FAILURES, REPAIRS
@@ -49,41 +49,10 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class _Tally:
-    """Usage of one prompt's calls, mutable while they run."""
-
-    calls: int = 0
-    prompt_tokens: int = 0
-    cached_tokens: int = 0
-    completion_tokens: int = 0
-    retries: int = 0
-    hedges: int = 0
-
-    def usage(self) -> Usage:
-        return Usage(
-            calls=self.calls,
-            prompt_tokens=self.prompt_tokens,
-            cached_tokens=self.cached_tokens,
-            completion_tokens=self.completion_tokens,
-            retries=self.retries,
-            hedges=self.hedges,
-        )
-
-
-@dataclass
 class _PromptOutcome:
     axes: dict[str, AxisResult]
     usage: Usage
     errors: list[str] = field(default_factory=list)
-
-
-class _CallFailed(Exception):
-    """A judge call that failed after its retries, already classified."""
-
-    def __init__(self, status: AxisStatus, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 class OpenAIJudge:
@@ -105,7 +74,7 @@ class OpenAIJudge:
         if client is None:
             client = pooled_client(
                 base_url=profile.base_url,
-                api_key=_api_key(profile),
+                api_key=api_key(profile),
                 timeout_s=profile.timeout_s,
                 concurrency=profile.concurrency,
             )
@@ -115,8 +84,7 @@ class OpenAIJudge:
         self._poster = CompletionPoster(client, timeout_s=None if self._owns_client else profile.timeout_s)
         self._semaphore = asyncio.Semaphore(profile.concurrency)
         self._hedge = HedgePolicy.for_profile(profile)
-        self._body_tails: dict[tuple[tuple[str, ...], tuple[str, ...] | None], bytes] = {}
-        self._static_json: dict[tuple[str, str], bytes] = {}
+        self._bodies = RequestBodies(profile, profile.model)
         # Prometheus children resolved once (a labels() lookup per call and kind adds up at hundreds of calls/s).
         self._token_counters = {kind: JUDGE_TOKENS.labels(judge=profile.name, kind=kind) for kind in _TOKEN_KINDS}
 
@@ -145,14 +113,14 @@ class OpenAIJudge:
     async def _judge(self, prompt: RenderedPrompt) -> _PromptOutcome:
         """One prompt: ask, parse, repair once if needed. Failures become axis statuses."""
         keys = list(prompt.axis_keys)
-        tally = _Tally()
+        tally = CallTally()
         messages: list[ChatCompletionMessageParam] = [
             ChatCompletionSystemMessageParam(role="system", content=prompt.system),
             ChatCompletionUserMessageParam(role="user", content=prompt.user),
         ]
         try:
-            choice = await self._complete(messages, keys, tally, messages_json=self._messages_json(prompt))
-        except _CallFailed as failure:
+            choice = await self._complete(messages, keys, tally, messages_json=self._bodies.messages_json(prompt))
+        except CallFailed as failure:
             return _failed(keys, failure.status, failure.message, tally)
         content = choice.message.content or ""
         if choice.finish_reason == "length":
@@ -177,7 +145,7 @@ class OpenAIJudge:
         failed_keys = parsed.failed
         try:
             repair_choice = await self._complete(messages, keys, tally)
-        except _CallFailed as failure:
+        except CallFailed as failure:
             REPAIRS.labels(judge=self.profile.name, outcome="failed").inc()
             message = f"{parsed.error_summary()}; repair call failed: {failure.message}"
             for key in failed_keys:
@@ -230,7 +198,7 @@ class OpenAIJudge:
                 by_label[label].update(results[label])
             usage = usage.add(tally.usage())
         outcomes: list[JudgeOutcome] = []
-        for label, share in zip(labels, _share_usage(usage, len(samples)), strict=True):
+        for label, share in zip(labels, share_usage(usage, len(samples)), strict=True):
             axes = {key: by_label[label][key] for key in rubric.axis_keys}
             for status, count in Counter(result.status.value for result in axes.values()).items():
                 AXIS_STATUS.labels(judge=self.profile.name, status=status).inc(count)
@@ -238,10 +206,10 @@ class OpenAIJudge:
             outcomes.append(JudgeOutcome(axes=axes, usage=share, error="; ".join(errors) or None))
         return outcomes
 
-    async def _judge_group(self, prompt: RenderedGroupPrompt) -> tuple[dict[str, dict[str, AxisResult]], _Tally]:
+    async def _judge_group(self, prompt: RenderedGroupPrompt) -> tuple[dict[str, dict[str, AxisResult]], CallTally]:
         """One group prompt: ask, parse per candidate, repair once if needed. Failures become axis statuses."""
         keys, labels = list(prompt.axis_keys), list(prompt.labels)
-        tally = _Tally()
+        tally = CallTally()
         messages: list[ChatCompletionMessageParam] = [
             ChatCompletionSystemMessageParam(role="system", content=prompt.system),
             ChatCompletionUserMessageParam(role="user", content=prompt.user),
@@ -252,7 +220,7 @@ class OpenAIJudge:
 
         try:
             choice = await self._complete(messages, keys, tally, labels=labels)
-        except _CallFailed as failure:
+        except CallFailed as failure:
             return every(failure.status, failure.message), tally
         content = choice.message.content or ""
         if choice.finish_reason == "length":
@@ -277,7 +245,7 @@ class OpenAIJudge:
         ]
         try:
             repair_choice = await self._complete(messages, keys, tally, labels=labels)
-        except _CallFailed as failure:
+        except CallFailed as failure:
             REPAIRS.labels(judge=self.profile.name, outcome="failed").inc()
             message = f"{summary}; repair call failed: {failure.message}"
             for label, key in failed:
@@ -341,12 +309,12 @@ class OpenAIJudge:
         self,
         messages: list[ChatCompletionMessageParam],
         keys: list[str],
-        tally: _Tally,
+        tally: CallTally,
         *,
         labels: list[str] | None = None,
         messages_json: bytes | None = None,
     ) -> Choice:
-        """One chat completion with retries; raises ``_CallFailed`` with the final failure classified.
+        """One chat completion with retries; raises ``CallFailed`` with the final failure classified.
 
         ``labels``: a group call's candidate labels (its output format names them). ``messages_json``:
         ``messages`` already serialised (:meth:`_messages_json`).
@@ -357,7 +325,7 @@ class OpenAIJudge:
             tally.retries += 1
 
         serialised = messages_json if messages_json is not None else orjson.dumps(messages)
-        payload = b'{"messages":' + serialised + b"," + self._body_tail(keys, labels)
+        payload = self._bodies.body(serialised, keys, labels)
 
         async def send(went_out: asyncio.Event | None) -> ChatCompletion:
             async with self._semaphore:
@@ -367,7 +335,7 @@ class OpenAIJudge:
                 raw = await self._poster.post(payload)
             if self._hedge is not None:
                 self._hedge.observe(time.perf_counter() - sent)
-            return _completion(raw.content)
+            return judge_completion(raw.content)
 
         hedge = self._hedge
 
@@ -401,64 +369,19 @@ class OpenAIJudge:
         try:
             completion: ChatCompletion = await retried(attempt, profile, on_retry=count_retry)
         except Exception as exc:  # a judge-side failure must become a status, never an exception
-            failure = self._classify(exc)
+            failure = classify(exc, judge=profile.name, timeout_s=profile.timeout_s, base_url=self._client.base_url)
             self._observe(started, "timeout" if failure.status is AxisStatus.timeout else "error")
             raise failure from exc
         if completion.usage is not None:
             self._count_tokens(completion.usage, tally)
         if not completion.choices:
             self._observe(started, "error")
-            raise _CallFailed(AxisStatus.judge_error, "judge answered with no choices")
+            raise CallFailed(AxisStatus.judge_error, "judge answered with no choices")
         choice = completion.choices[0]
         self._observe(started, "truncated" if choice.finish_reason == "length" else "ok")
         return choice
 
-    def _messages_json(self, prompt: RenderedPrompt) -> bytes:
-        """``prompt``'s system and user messages as JSON, its shared start serialised once per judge.
-
-        A JSON string's escaping is character by character, so the escaped static prefix followed by the escaped
-        rest is the escaped whole: ~7,000 of the ~9,000 characters of a joint prmed prompt are not re-encoded on
-        every request (serialising them was ~4 % of the API's CPU per judged sample).
-        """
-        static = prompt.static_prefix
-        if not static or not prompt.user.startswith(static):
-            return orjson.dumps(prompt.messages())
-        key = (prompt.system, static)
-        head = self._static_json.get(key)
-        if head is None:
-            if len(self._static_json) >= 256:
-                self._static_json.clear()  # rubrics x axes x languages x rationale modes: a handful in practice
-            # '[{"role":"system","content":"…"},{"role":"user","content":"<static>' with no closing quote.
-            system = orjson.dumps({"role": "system", "content": prompt.system})
-            head = self._static_json[key] = b"[" + system + b',{"role":"user","content":' + orjson.dumps(static)[:-1]
-        return head + orjson.dumps(prompt.user[len(static) :])[1:] + b"}]"
-
-    def _body_tail(self, keys: list[str], labels: list[str] | None) -> bytes:
-        """Everything of a request body but its messages, serialised once per axes and labels: the output schema
-        alone is a few KB of JSON, the same for every sample of a rubric (``extra_body`` may override any of it)."""
-        cache_key = (tuple(keys), tuple(labels) if labels is not None else None)
-        tail = self._body_tails.get(cache_key)
-        if tail is None:
-            profile = self.profile
-            if labels is None:
-                fmt = response_format(profile.structured_output, keys, profile.rationale)
-            else:
-                fmt = group_response_format(profile.structured_output, labels, keys, profile.rationale)
-            body: dict[str, object] = {
-                "model": self._model,
-                "temperature": profile.temperature,
-                "max_tokens": profile.max_tokens,
-            }
-            if fmt is not None:
-                body["response_format"] = fmt
-            if profile.logprobs:
-                body.update(logprobs=True, top_logprobs=profile.top_logprobs)
-            body.update(profile.extra_body)  # never "messages" (JudgeProfile refuses it)
-            # The object's members after "messages": its opening brace dropped, its closing one kept.
-            tail = self._body_tails[cache_key] = orjson.dumps(body)[1:]
-        return tail
-
-    def _count_tokens(self, usage: CompletionUsage, tally: _Tally) -> None:
+    def _count_tokens(self, usage: CompletionUsage, tally: CallTally) -> None:
         """Add one answer's tokens to the tally and to the judge's Prometheus counters."""
         cached = cached_prompt_tokens(usage)
         tally.prompt_tokens += usage.prompt_tokens
@@ -473,21 +396,6 @@ class OpenAIJudge:
     def _observe(self, started: float, outcome: str) -> None:
         JUDGE_CALL_LATENCY.labels(judge=self.profile.name, outcome=outcome).observe(time.perf_counter() - started)
 
-    def _classify(self, exc: Exception) -> _CallFailed:
-        if isinstance(exc, _CallFailed):
-            return exc
-        if isinstance(exc, openai.APITimeoutError) and not refused(exc):
-            return _CallFailed(AxisStatus.timeout, f"judge call timed out (timeout_s={self.profile.timeout_s})")
-        if isinstance(exc, openai.APIStatusError):
-            return _CallFailed(AxisStatus.judge_error, f"judge answered HTTP {exc.status_code}: {exc.message}")
-        if isinstance(exc, openai.APIConnectionError):
-            # aiohttp words a refused connect as "Request timed out."; say what happened.
-            reason = "connection refused" if refused(exc) else str(exc)
-            return _CallFailed(AxisStatus.judge_error, f"cannot connect to judge at {self._client.base_url}: {reason}")
-        if not isinstance(exc, openai.OpenAIError):
-            logger.warning("judge %s: unexpected failure", self.profile.name, exc_info=exc)
-        return _CallFailed(AxisStatus.judge_error, f"{type(exc).__name__}: {exc}")
-
 
 def _quoted(prompt: RenderedPrompt | RenderedGroupPrompt) -> frozenset[bytes]:
     """JSON objects written inside the prompt's fences (judged texts, conversation): never the verdict.
@@ -501,54 +409,5 @@ def _quoted(prompt: RenderedPrompt | RenderedGroupPrompt) -> frozenset[bytes]:
 _TOKEN_KINDS = ("prompt", "cached", "completion")
 
 
-def cached_prompt_tokens(usage: CompletionUsage) -> int:
-    """Prompt tokens the provider served from its prefix cache: OpenAI's (and vLLM's, SGLang's)
-    ``prompt_tokens_details.cached_tokens``, else DeepSeek's ``prompt_cache_hit_tokens``; 0 when neither is given."""
-    details = usage.prompt_tokens_details
-    if details is not None and details.cached_tokens:
-        return min(int(details.cached_tokens), usage.prompt_tokens)
-    extra = usage.model_extra
-    hit = extra.get("prompt_cache_hit_tokens") if extra else None
-    if isinstance(hit, int) and not isinstance(hit, bool) and hit > 0:
-        return min(hit, usage.prompt_tokens)
-    return 0
-
-
-def _share_usage(usage: Usage, parts: int) -> list[Usage]:
-    """A group's calls' usage shared over ``parts`` outcomes so that the shares add up to it exactly."""
-    shares = []
-    for i in range(parts):
-        first = i == 0
-        shares.append(
-            Usage(
-                calls=usage.calls if first else 0,
-                prompt_tokens=usage.prompt_tokens // parts + (usage.prompt_tokens % parts if first else 0),
-                cached_tokens=usage.cached_tokens // parts + (usage.cached_tokens % parts if first else 0),
-                completion_tokens=usage.completion_tokens // parts + (usage.completion_tokens % parts if first else 0),
-                retries=usage.retries if first else 0,
-                hedges=usage.hedges if first else 0,
-            )
-        )
-    return shares
-
-
-def _failed(keys: list[str], status: AxisStatus, message: str, tally: _Tally) -> _PromptOutcome:
+def _failed(keys: list[str], status: AxisStatus, message: str, tally: CallTally) -> _PromptOutcome:
     return _PromptOutcome({key: AxisResult.failed(status, message) for key in keys}, tally.usage(), [message])
-
-
-def _api_key(profile: JudgeProfile) -> str:
-    """The key from ``profile.api_key_env``; servers without auth (local vLLM) get a placeholder."""
-    if profile.api_key_env is None:
-        return "EMPTY"
-    if profile.api_key_env not in os.environ:
-        raise JudgeUnavailable(
-            f"judge profile {profile.name!r} reads its API key from the environment variable "
-            f"{profile.api_key_env}, which is not set",
-            field="api_key_env",
-        )
-    return os.environ[profile.api_key_env] or "EMPTY"
-
-
-def _completion(raw: bytes) -> ChatCompletion:
-    """The judge's chat completion (:func:`judge.backends.openai.client.parse_completion`)."""
-    return parse_completion(raw, lambda problem: _CallFailed(AxisStatus.judge_error, f"judge {problem}"))

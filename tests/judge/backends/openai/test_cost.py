@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from openai.types.completion_usage import CompletionUsage, PromptTokensDetails
 
-from judge.backends.openai.judge import cached_prompt_tokens
+from judge.backends.openai.usage import cached_prompt_tokens
 from judge.samples import Sample
 from judge.verdicts import AxisStatus
 from rubrics.schema import Rubric
@@ -145,17 +145,17 @@ def test_extra_body_cannot_replace_the_prompt() -> None:
 def test_messages_json_with_its_shared_start_serialised_once_is_the_whole_json(tiny_rubric: Rubric) -> None:
     import orjson
 
-    from judge.backends.openai.judge import OpenAIJudge
     from judge.backends.openai.prompts import render_prompt
+    from judge.backends.openai.request_body import RequestBodies
     from judge.profiles import JudgeProfile
 
-    judge = OpenAIJudge(JudgeProfile.model_validate({"name": "j", "model": "m", "base_url": "http://127.0.0.1:9/v1"}))
+    bodies = RequestBodies(JudgeProfile.model_validate({"name": "j", "model": "m"}), "m")
     tricky = make_sample(reasoning='思考："引号"\\反斜杠\n换行\t制表 \u2028 😀', response="回复\x01控制字符")
     for sample in (tricky, make_sample(**OTHER), tricky):  # the third reads the cached start
         prompt = render_prompt(sample, tiny_rubric, language="zh")
         assert prompt.static_prefix and prompt.user.startswith(prompt.static_prefix)
-        assert orjson.loads(judge._messages_json(prompt)) == prompt.messages()
-    assert len(judge._static_json) == 1
+        assert orjson.loads(bodies.messages_json(prompt)) == prompt.messages()
+    assert bodies.static_starts == 1
 
 
 async def test_the_sdk_telemetry_headers_are_not_sent(
