@@ -1,6 +1,6 @@
 """Reward integrity (issue 9): what each known exploit earns against its honest baseline.
 
-Runs every scenario of ``tests/integrity/scenarios.py`` (the real app, a SQLite store, the loopback judge scripted
+Runs every scenario of ``tests/integrity/scenarios/`` (the real app, a SQLite store, the loopback judge scripted
 as a judge the exploit fools) and prints one row per exploit: the baseline's reward, the exploit's, and the gain.
 ``--json PATH`` also writes the figures. To measure "before", run the same two files on the base commit::
 

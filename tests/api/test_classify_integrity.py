@@ -1,7 +1,7 @@
 """POST /classify applies the integrity guards of /v1/rewards (issue 9): a refused input is never scored (its row is
 the route's failure shape, vLLM's response shape kept, never a 500), and the aggregate reward uses the same
 integrity facts, so prmed@2's language and padding gates hold. Driven with the exploit suite's scripted reward
-model (tests/integrity/scenarios.py), through the real app."""
+model (tests/integrity/scenarios/), through the real app."""
 
 from __future__ import annotations
 
