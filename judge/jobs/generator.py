@@ -17,7 +17,7 @@ from openai.types.chat import ChatCompletion
 
 from judge.backends.openai.client import refused
 from judge.backends.openai.fences import fence, new_nonce
-from judge.backends.openai.retry import make_retrying
+from judge.backends.openai.retry import retried
 from judge.errors import JudgeUnavailable
 from judge.profiles import JudgeProfile
 from judge.samples import Message, split_completion
@@ -166,7 +166,7 @@ class Generator:
                 )
 
         try:
-            completion: ChatCompletion = await make_retrying(profile, on_retry=count_retry)(attempt)
+            completion: ChatCompletion = await retried(attempt, profile, on_retry=count_retry)
         except openai.APIStatusError as exc:
             raise GenerationFailed(f"generator answered HTTP {exc.status_code}: {exc.message}") from exc
         except openai.APIConnectionError as exc:  # APITimeoutError included

@@ -16,7 +16,7 @@ import orjson
 from openai.types.chat import ChatCompletion
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_before_delay, wait_random_exponential
 
-from judge.backends.openai.client import parse_completion, pooled_client, post_chat_completion
+from judge.backends.openai.client import CompletionPoster, parse_completion, pooled_client
 from judge.backends.openai.retry import BACKOFF_MAX_S, BACKOFF_MULTIPLIER_S, is_retryable, wait_retry_after
 from judge.profiles import ChatProfile
 from judge.simulator.errors import SimulatorFailed
@@ -43,6 +43,7 @@ class ChatModel:
             timeout_s=profile.timeout_s,
             concurrency=profile.concurrency,
         )
+        self._poster = CompletionPoster(self._client, timeout_s=profile.timeout_s)
         self._semaphore = asyncio.Semaphore(profile.concurrency)
 
     async def complete(
@@ -73,11 +74,7 @@ class ChatModel:
 
         async def attempt() -> ChatCompletion:
             async with self._semaphore:
-                raw = await post_chat_completion(
-                    self._client,
-                    payload,
-                    {"timeout": profile.timeout_s, "headers": {"Content-Type": "application/json"}},
-                )
+                raw = await self._poster.post(payload)
             return _completion(raw.content, profile.name, _field(json_output))
 
         try:
