@@ -193,7 +193,8 @@ def main() -> None:
         print_table(
             "3a. process CPU per call in this process, stub in another (the floor under the API's figure)",
             [
-                ("OpenAI SDK raw post alone (ms)", f"{floor['sdk_post_ms']:.3f}", "", None),
+                ("OpenAI SDK raw post alone, its own aiohttp client (ms)", f"{floor['sdk_post_ms']:.3f}", "", None),
+                ("same, the judges' client (short path) (ms)", f"{floor['lean_post_ms']:.3f}", "", None),
                 ("OpenAI judge: render + post + parse (ms)", f"{floor['judge_ms']:.3f}", "", None),
             ],
         )

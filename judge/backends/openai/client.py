@@ -18,6 +18,7 @@ from openai._models import FinalRequestOptions
 from openai.types.chat import ChatCompletion
 from pydantic import ValidationError
 
+from judge.backends.openai.transport import lean_client
 from judge.errors import JudgeUnavailable
 from judge.profiles import JudgeProfile
 
@@ -61,10 +62,7 @@ def pooled_client(*, base_url: str | None, api_key: str, timeout_s: float, concu
         max_retries=0,
         # The SDK takes Omit() in default_headers to drop one of its own (typed as str there).
         default_headers=cast(dict[str, str], {name: openai.Omit() for name in _TELEMETRY_HEADERS}),
-        http_client=openai.DefaultAioHttpClient(
-            limits=httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-            timeout=timeout_s,
-        ),
+        http_client=lean_client(concurrency=concurrency, timeout_s=timeout_s),
     )
 
 
