@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -24,6 +23,7 @@ from api.routes.reward_models import router as reward_models_router
 from api.routes.simulate import router as simulate_router
 from api.routes.studies import router as studies_router
 from api.ui.routes import install as install_workbench
+from judge import heap
 from judge.jobs.service import JobsService
 from judge.runtime import Runtime
 from judge.scorer import BackendFactory
@@ -43,14 +43,7 @@ def create_app(settings: Settings | None = None, *, backend_factory: BackendFact
         app.state.simulator = SimulatorService(runtime)
         # Again here: uvicorn has configured its loggers (and their handlers) by now.
         redact.install()
-        # Everything loaded so far (libraries, rubrics, clients) lives as long as the process. Freezing
-        # it keeps the collector's full passes from rescanning it: without this, a cached 128-item batch
-        # took ~130 ms instead of ~5 ms once every dozen requests (bench/README.md).
-        gc.collect()
-        gc.freeze()
-        # Young collections every 50,000 allocations instead of 700: a 128-item batch allocates tens of
-        # thousands of short-lived objects, and the tail latency of cached batches halved (bench/README.md).
-        gc.set_threshold(50_000, 20, 20)
+        heap.settle()  # start-up done: freeze what lives as long as the process
         try:
             yield
         finally:

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from judge import event_loop
+from judge import event_loop, heap
 from judge.cli.agreement import register as register_agreement_commands
 from judge.cli.errors import ReportingGroup, fail, set_debug
 from judge.cli.jobs import register as register_job_commands
@@ -166,6 +166,7 @@ def score(
         from judge.service import resolve
 
         async with await Runtime.open(settings) as runtime:
+            heap.settle()  # start-up done: freeze what lives as long as the process
             rubric_obj, profile = resolve(runtime, rubric, judge)
             total = count_lines(source)
             with Progress(

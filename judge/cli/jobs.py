@@ -22,7 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from judge import event_loop
+from judge import event_loop, heap
 from judge.cli.errors import fail
 from judge.errors import RubricJudgeError
 from judge.jobs.schemas import JobKind, JobOptions, JobSpec
@@ -179,6 +179,7 @@ async def _local(run: _Run, settings: Settings) -> None:
     from judge.runtime import Runtime
 
     async with await Runtime.open(settings) as runtime:
+        heap.settle()  # start-up done: freeze what lives as long as the process
         rubric, profile, generator_profile = JobsService(runtime).check_spec(run.spec)
         generator = Generator(generator_profile) if generator_profile is not None else None
         plan = JobPlan(

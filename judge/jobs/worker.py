@@ -21,7 +21,7 @@ from typing import Any
 from arq.worker import Worker, func
 from redis.exceptions import RedisError
 
-from judge import event_loop
+from judge import event_loop, heap
 from judge.errors import RubricJudgeError
 from judge.jobs.generator import Generator
 from judge.jobs.models import JobRow
@@ -320,6 +320,7 @@ def build_worker(
         worker = ChunkWorker(runtime, queue, config)
         ctx["rj"] = worker
         await worker.start()
+        heap.settle()  # start-up done: freeze what lives as long as the process
         log.info("worker %s serving queue %s", worker.owner, queue.name)
 
     async def shutdown(ctx: dict[str, Any]) -> None:
