@@ -87,6 +87,12 @@ class OpenAIJudge:
         self._bodies = RequestBodies(profile, profile.model)
         # Prometheus children resolved once (a labels() lookup per call and kind adds up at hundreds of calls/s).
         self._token_counters = {kind: JUDGE_TOKENS.labels(judge=profile.name, kind=kind) for kind in _TOKEN_KINDS}
+        self._status_counters = {
+            status: AXIS_STATUS.labels(judge=profile.name, status=status.value) for status in AxisStatus
+        }
+        self._latencies = {
+            outcome: JUDGE_CALL_LATENCY.labels(judge=profile.name, outcome=outcome) for outcome in _CALL_OUTCOMES
+        }
 
     async def aclose(self) -> None:
         if self._owns_client:
@@ -106,8 +112,7 @@ class OpenAIJudge:
             usage = usage.add(outcome.usage)
             errors += [e for e in outcome.errors if e not in errors]
         axes = {key: merged[key] for key in rubric.axis_keys}
-        for status, count in Counter(result.status.value for result in axes.values()).items():
-            AXIS_STATUS.labels(judge=self.profile.name, status=status).inc(count)
+        self._count_statuses(axes)
         return JudgeOutcome(axes=axes, usage=usage, error="; ".join(errors) or None)
 
     async def _judge(self, prompt: RenderedPrompt) -> _PromptOutcome:
@@ -200,8 +205,7 @@ class OpenAIJudge:
         outcomes: list[JudgeOutcome] = []
         for label, share in zip(labels, share_usage(usage, len(samples)), strict=True):
             axes = {key: by_label[label][key] for key in rubric.axis_keys}
-            for status, count in Counter(result.status.value for result in axes.values()).items():
-                AXIS_STATUS.labels(judge=self.profile.name, status=status).inc(count)
+            self._count_statuses(axes)
             errors = list(dict.fromkeys(a.error for a in axes.values() if a.status is not AxisStatus.ok and a.error))
             outcomes.append(JudgeOutcome(axes=axes, usage=share, error="; ".join(errors) or None))
         return outcomes
@@ -394,7 +398,11 @@ class OpenAIJudge:
         counters["completion"].inc(usage.completion_tokens)
 
     def _observe(self, started: float, outcome: str) -> None:
-        JUDGE_CALL_LATENCY.labels(judge=self.profile.name, outcome=outcome).observe(time.perf_counter() - started)
+        self._latencies[outcome].observe(time.perf_counter() - started)
+
+    def _count_statuses(self, axes: dict[str, AxisResult]) -> None:
+        for status, count in Counter(result.status for result in axes.values()).items():
+            self._status_counters[status].inc(count)
 
 
 def _quoted(prompt: RenderedPrompt | RenderedGroupPrompt) -> frozenset[bytes]:
@@ -407,6 +415,7 @@ def _quoted(prompt: RenderedPrompt | RenderedGroupPrompt) -> frozenset[bytes]:
 
 
 _TOKEN_KINDS = ("prompt", "cached", "completion")
+_CALL_OUTCOMES = ("ok", "truncated", "timeout", "error")
 
 
 def _failed(keys: list[str], status: AxisStatus, message: str, tally: CallTally) -> _PromptOutcome:

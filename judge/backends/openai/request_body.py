@@ -30,7 +30,8 @@ class RequestBodies:
 
     def body(self, messages_json: bytes, keys: list[str], labels: list[str] | None) -> bytes:
         """The whole body: serialised ``messages`` first, then the members :meth:`tail` keeps."""
-        return b'{"messages":' + messages_json + b"," + self.tail(keys, labels)
+        # One join: one copy of the ~25 KB messages, where chained + made three.
+        return b"".join((b'{"messages":', messages_json, b",", self.tail(keys, labels)))
 
     def messages_json(self, prompt: RenderedPrompt) -> bytes:
         """``prompt``'s system and user messages as JSON, its shared start serialised once."""
