@@ -33,6 +33,9 @@ class RenderedGroupPrompt:
     # The texts inside its fences (what others wrote): JSON objects quoted there are never the verdict.
     fenced: tuple[str, ...]
     rationale: RationaleMode = "full"
+    # The start of ``user`` every group of this rubric, size, axes, language and rationale mode shares: serialised
+    # once by the judge (as :class:`RenderedPrompt`'s).
+    static_prefix: str = ""
 
     def messages(self) -> list[dict[str, str]]:
         return [{"role": "system", "content": self.system}, {"role": "user", "content": self.user}]
@@ -109,7 +112,8 @@ def render_group_prompt(
     text, group = TEXT[language], GROUP_TEXT[language]
     first = samples[0]
 
-    parts = [group_static_section(rubric, language, labels, keys, rationale), text["markers"].format(nonce=nonce)]
+    static = group_static_section(rubric, language, labels, keys, rationale)
+    parts = [static, text["markers"].format(nonce=nonce)]
     fenced = [message.content for message in first.messages]
     parts.append(text["conversation"])
     for i, message in enumerate(first.messages, start=1):
@@ -144,6 +148,7 @@ def render_group_prompt(
         language=language,
         fenced=tuple(text for text in fenced if text),
         rationale=rationale,
+        static_prefix=static,
     )
 
 

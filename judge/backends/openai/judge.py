@@ -223,7 +223,9 @@ class OpenAIJudge:
             return {label: {key: AxisResult.failed(status, message) for key in keys} for label in labels}
 
         try:
-            choice = await self._complete(messages, keys, tally, labels=labels)
+            choice = await self._complete(
+                messages, keys, tally, labels=labels, messages_json=self._bodies.messages_json(prompt)
+            )
         except CallFailed as failure:
             return every(failure.status, failure.message), tally
         content = choice.message.content or ""

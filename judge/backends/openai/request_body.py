@@ -12,6 +12,7 @@ from __future__ import annotations
 import orjson
 
 from judge.backends.openai.answer_format import group_response_format, response_format
+from judge.backends.openai.group_prompts import RenderedGroupPrompt
 from judge.backends.openai.prompts import RenderedPrompt
 from judge.profiles import JudgeProfile
 
@@ -33,7 +34,7 @@ class RequestBodies:
         # One join: one copy of the ~25 KB messages, where chained + made three.
         return b"".join((b'{"messages":', messages_json, b",", self.tail(keys, labels)))
 
-    def messages_json(self, prompt: RenderedPrompt) -> bytes:
+    def messages_json(self, prompt: RenderedPrompt | RenderedGroupPrompt) -> bytes:
         """``prompt``'s system and user messages as JSON, its shared start serialised once."""
         static = prompt.static_prefix
         if not static or not prompt.user.startswith(static):

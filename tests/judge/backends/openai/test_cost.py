@@ -158,6 +158,22 @@ def test_messages_json_with_its_shared_start_serialised_once_is_the_whole_json(t
     assert bodies.static_starts == 1
 
 
+def test_a_group_prompts_messages_json_with_its_shared_start_is_the_whole_json(tiny_rubric: Rubric) -> None:
+    import orjson
+
+    from judge.backends.openai.group_prompts import render_group_prompt
+    from judge.backends.openai.request_body import RequestBodies
+    from judge.profiles import JudgeProfile
+
+    bodies = RequestBodies(JudgeProfile.model_validate({"name": "j", "model": "m"}), "m")
+    tricky = make_sample(reasoning='思考："引号"\\反斜杠\n换行 \u2028 😀', response="回复\x01控制字符")
+    for group in ([tricky, make_sample(**OTHER)], [make_sample(**OTHER), tricky]):
+        prompt = render_group_prompt(group, tiny_rubric, language="zh")
+        assert prompt.static_prefix and prompt.user.startswith(prompt.static_prefix)
+        assert orjson.loads(bodies.messages_json(prompt)) == prompt.messages()
+    assert bodies.static_starts == 1
+
+
 async def test_the_sdk_telemetry_headers_are_not_sent(
     make_judge: MakeJudge, openai_server: OpenAIServer, tiny_rubric: Rubric, zh_sample: Sample
 ) -> None:
