@@ -15,7 +15,7 @@ from typing import Any
 import openai
 from openai.types.chat import ChatCompletion
 
-from judge.backends.openai.client import refused
+from judge.backends.openai.client import pooled_client, refused
 from judge.backends.openai.fences import fence, new_nonce
 from judge.backends.openai.retry import retried
 from judge.errors import JudgeUnavailable
@@ -135,8 +135,12 @@ class Generator:
             )
         self.profile = profile
         self._owns_client = client is None
-        self._client = client or openai.AsyncOpenAI(
-            base_url=profile.base_url, api_key=_api_key(profile), timeout=profile.timeout_s, max_retries=0
+        # The judges' pooled client (aiohttp, a pool of ``concurrency`` connections, retries left to tenacity).
+        self._client = client or pooled_client(
+            base_url=profile.base_url,
+            api_key=_api_key(profile),
+            timeout_s=profile.timeout_s,
+            concurrency=profile.concurrency,
         )
         self._semaphore = asyncio.Semaphore(profile.concurrency)
 
