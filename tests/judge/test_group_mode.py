@@ -29,7 +29,7 @@ from judge.store.verdicts_repository import VerdictRepository
 from judge.verdicts import AxisStatus
 from rubrics.schema import Rubric
 from tests.judge.conftest import make_sample
-from tests.support.openai_server import ChatRequest, OpenAIServer, Slow, Text, default_scores
+from tests.support.openai_server import ChatRequest, OpenAIServer, Slow, Text, Truncated, bad_request, default_scores
 from tests.support.openai_server import Verdict as Answer
 
 KEYS = ["emotion_perception", "medical_accuracy", "safety"]
@@ -211,6 +211,48 @@ async def test_a_group_answer_missing_a_candidate_is_repaired_once(
     assert outcomes[0].complete and {a.score for a in outcomes[0].axes.values()} == {4}
     assert all(a.status is AxisStatus.parse_error and a.score is None for a in outcomes[1].axes.values())
     assert outcomes[1].error is not None and "'B'" in outcomes[1].error
+
+
+def _partial_group(rubric: Rubric) -> Text:
+    """A group answer scoring A fully and B on the first axis only."""
+    a = {k: {"rationale": "好", "score": 5} for k in rubric.axis_keys}
+    b = {rubric.axis_keys[0]: {"rationale": "一般", "score": 2}}
+    return Text(json.dumps({"responses": {"A": a, "B": b}}, ensure_ascii=False))
+
+
+async def test_a_complete_group_repair_replaces_the_partial_first_answer_whole(
+    openai_server: OpenAIServer, tiny_rubric: Rubric
+) -> None:
+    # As for a single sample (issue 9): a partial first answer must not survive beside a complete repair.
+    openai_server.script(_partial_group(tiny_rubric), Answer(scores=3))
+    judge = OpenAIJudge(_profile(openai_server))
+    outcomes = await judge.score_group(_responses(2), tiny_rubric)
+    await judge.aclose()
+
+    assert openai_server.calls == 2
+    assert [{a.score for a in o.axes.values()} for o in outcomes] == [{3}, {3}]
+    assert all(o.complete and o.error is None for o in outcomes)
+
+
+@pytest.mark.parametrize("repair", ["fails", "truncated"])
+async def test_a_group_repair_that_fails_leaves_only_the_unscored_axes_unscored(
+    openai_server: OpenAIServer, tiny_rubric: Rubric, repair: str
+) -> None:
+    second = bad_request() if repair == "fails" else Truncated()
+    openai_server.script(_partial_group(tiny_rubric), second)
+    judge = OpenAIJudge(_profile(openai_server))
+    outcomes = await judge.score_group(_responses(2), tiny_rubric)
+    await judge.aclose()
+
+    first_key = tiny_rubric.axis_keys[0]
+    assert outcomes[0].complete and {a.score for a in outcomes[0].axes.values()} == {5}
+    assert outcomes[1].axes[first_key].score == 2
+    status = AxisStatus.parse_error if repair == "fails" else AxisStatus.truncated
+    rest = [a for k, a in outcomes[1].axes.items() if k != first_key]
+    assert rest and all(a.status is status and a.score is None for a in rest)
+    assert outcomes[1].error is not None
+    if repair == "fails":
+        assert "repair call failed" in outcomes[1].error
 
 
 async def test_group_logprobs_give_expected_scores_per_candidate(

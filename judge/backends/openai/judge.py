@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import openai
@@ -53,6 +54,25 @@ class _PromptOutcome:
     axes: dict[str, AxisResult]
     usage: Usage
     errors: list[str] = field(default_factory=list)
+
+
+# The one label of a single sample's results in :meth:`OpenAIJudge._ask`.
+_SINGLE = ""
+
+
+@dataclass
+class _Answer:
+    """One judge answer read: results per label and axis, the (label, axis) pairs left unscored, what went wrong."""
+
+    results: dict[str, dict[str, AxisResult]]
+    failed: list[tuple[str, str]]
+    summary: str
+    # Answer-level problem (no object of the expected shape).
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
 
 
 class OpenAIJudge:
@@ -118,66 +138,19 @@ class OpenAIJudge:
     async def _judge(self, prompt: RenderedPrompt) -> _PromptOutcome:
         """One prompt: ask, parse, repair once if needed. Failures become axis statuses."""
         keys = list(prompt.axis_keys)
-        tally = CallTally()
-        messages: list[ChatCompletionMessageParam] = [
-            ChatCompletionSystemMessageParam(role="system", content=prompt.system),
-            ChatCompletionUserMessageParam(role="user", content=prompt.user),
-        ]
-        try:
-            choice = await self._complete(messages, keys, tally, messages_json=self._bodies.messages_json(prompt))
-        except CallFailed as failure:
-            return _failed(keys, failure.status, failure.message, tally)
-        content = choice.message.content or ""
-        if choice.finish_reason == "length":
-            return _failed(keys, AxisStatus.truncated, self._truncated_message(), tally)
+        offsets = self.profile.logprobs
 
-        quoted = _quoted(prompt)
-        parsed = parse_scores(content, keys, offsets=self.profile.logprobs, quoted=quoted)
-        axes = self._axis_results(parsed, content, choice)
-        if parsed.ok:
-            return _PromptOutcome(axes, tally.usage())
-        PARSE_FAILURES.labels(judge=self.profile.name).inc()
-        if not self.profile.repair:
-            return _PromptOutcome(axes, tally.usage(), [parsed.error_summary()])
+        def read(content: str, choice: Choice, quoted: frozenset[bytes]) -> _Answer:
+            parsed = parse_scores(content, keys, offsets=offsets, quoted=quoted)
+            failed = [(_SINGLE, key) for key in parsed.failed]
+            results = {_SINGLE: self._axis_results(parsed, content, choice)}
+            return _Answer(results, failed, parsed.error_summary(), parsed.error)
 
-        messages += [
-            ChatCompletionAssistantMessageParam(role="assistant", content=content),
-            ChatCompletionUserMessageParam(
-                role="user",
-                content=repair_instruction(parsed.error_summary(), keys, prompt.language, prompt.rationale),
-            ),
-        ]
-        failed_keys = parsed.failed
-        try:
-            repair_choice = await self._complete(messages, keys, tally)
-        except CallFailed as failure:
-            REPAIRS.labels(judge=self.profile.name, outcome="failed").inc()
-            message = f"{parsed.error_summary()}; repair call failed: {failure.message}"
-            for key in failed_keys:
-                axes[key] = AxisResult.failed(AxisStatus.parse_error, message, axes[key].rationale)
-            return _PromptOutcome(axes, tally.usage(), [message])
-        repair_content = repair_choice.message.content or ""
-        if repair_choice.finish_reason == "length":
-            REPAIRS.labels(judge=self.profile.name, outcome="failed").inc()
-            message = self._truncated_message()
-            for key in failed_keys:
-                axes[key] = AxisResult.failed(AxisStatus.truncated, message)
-            return _PromptOutcome(axes, tally.usage(), [message])
+        def instruction(summary: str) -> str:
+            return repair_instruction(summary, keys, prompt.language, prompt.rationale)
 
-        repaired = parse_scores(repair_content, keys, offsets=self.profile.logprobs, quoted=quoted)
-        repaired_axes = self._axis_results(repaired, repair_content, repair_choice)
-        # A complete repaired answer is the verdict, whole: a partial first answer (perhaps a quote the judge
-        # half-copied) must not survive beside it. Otherwise the first answer's scores stand for the axes the
-        # repair could not give.
-        for key in keys if repaired.ok else failed_keys:
-            axes[key] = repaired_axes[key]
-        still_failed = [key for key in failed_keys if axes[key].status is not AxisStatus.ok]
-        REPAIRS.labels(judge=self.profile.name, outcome="failed" if still_failed else "ok").inc()
-        if not still_failed:
-            return _PromptOutcome(axes, tally.usage())
-        PARSE_FAILURES.labels(judge=self.profile.name).inc()
-        summary = repaired.error or "; ".join(str(axes[key].error) for key in still_failed)
-        return _PromptOutcome(axes, tally.usage(), [summary])
+        results, tally, errors = await self._ask(prompt, (_SINGLE,), None, read, instruction)
+        return _PromptOutcome(results[_SINGLE], tally.usage(), errors)
 
     async def score_group(self, samples: list[Sample], rubric: Rubric) -> list[JudgeOutcome]:
         """Judge ``samples`` (responses to one conversation) together; outcomes in the given order.
@@ -213,6 +186,34 @@ class OpenAIJudge:
     async def _judge_group(self, prompt: RenderedGroupPrompt) -> tuple[dict[str, dict[str, AxisResult]], CallTally]:
         """One group prompt: ask, parse per candidate, repair once if needed. Failures become axis statuses."""
         keys, labels = list(prompt.axis_keys), list(prompt.labels)
+        offsets = self.profile.logprobs
+
+        def read(content: str, choice: Choice, quoted: frozenset[bytes]) -> _Answer:
+            parsed = parse_group_scores(content, labels, keys, offsets=offsets, quoted=quoted)
+            results = {label: self._axis_results(parsed.candidates[label], content, choice) for label in labels}
+            return _Answer(results, parsed.failed, parsed.error_summary(), parsed.error)
+
+        def instruction(summary: str) -> str:
+            return group_repair_instruction(summary, labels, keys, prompt.language, prompt.rationale)
+
+        results, tally, _ = await self._ask(prompt, prompt.labels, labels, read, instruction)
+        return results, tally
+
+    async def _ask(
+        self,
+        prompt: RenderedPrompt | RenderedGroupPrompt,
+        labels: tuple[str, ...],
+        format_labels: list[str] | None,
+        read: Callable[[str, Choice, frozenset[bytes]], _Answer],
+        instruction: Callable[[str], str],
+    ) -> tuple[dict[str, dict[str, AxisResult]], CallTally, list[str]]:
+        """Ask, read, and repair once if the answer left axes unscored: the path of single and group prompts.
+
+        Results per label (one, :data:`_SINGLE`, for a single sample) and axis; failures become statuses. The
+        messages say what went wrong, for a single sample's ``error``. ``format_labels``: the candidate labels the
+        output format names (None for a single sample).
+        """
+        keys = list(prompt.axis_keys)
         tally = CallTally()
         messages: list[ChatCompletionMessageParam] = [
             ChatCompletionSystemMessageParam(role="system", content=prompt.system),
@@ -224,60 +225,59 @@ class OpenAIJudge:
 
         try:
             choice = await self._complete(
-                messages, keys, tally, labels=labels, messages_json=self._bodies.messages_json(prompt)
+                messages, keys, tally, labels=format_labels, messages_json=self._bodies.messages_json(prompt)
             )
         except CallFailed as failure:
-            return every(failure.status, failure.message), tally
+            return every(failure.status, failure.message), tally, [failure.message]
         content = choice.message.content or ""
         if choice.finish_reason == "length":
-            return every(AxisStatus.truncated, self._truncated_message()), tally
+            message = self._truncated_message()
+            return every(AxisStatus.truncated, message), tally, [message]
 
         quoted = _quoted(prompt)
-        parsed = parse_group_scores(content, labels, keys, offsets=self.profile.logprobs, quoted=quoted)
-        results = {label: self._axis_results(parsed.candidates[label], content, choice) for label in labels}
-        if parsed.ok:
-            return results, tally
+        first = read(content, choice, quoted)
+        results = first.results
+        if first.ok:
+            return results, tally, []
         PARSE_FAILURES.labels(judge=self.profile.name).inc()
         if not self.profile.repair:
-            return results, tally
+            return results, tally, [first.summary]
 
-        failed = parsed.failed
-        summary = parsed.error_summary()
         messages += [
             ChatCompletionAssistantMessageParam(role="assistant", content=content),
-            ChatCompletionUserMessageParam(
-                role="user", content=group_repair_instruction(summary, labels, keys, prompt.language, prompt.rationale)
-            ),
+            ChatCompletionUserMessageParam(role="user", content=instruction(first.summary)),
         ]
+        failed = first.failed
         try:
-            repair_choice = await self._complete(messages, keys, tally, labels=labels)
+            repair_choice = await self._complete(messages, keys, tally, labels=format_labels)
         except CallFailed as failure:
             REPAIRS.labels(judge=self.profile.name, outcome="failed").inc()
-            message = f"{summary}; repair call failed: {failure.message}"
+            message = f"{first.summary}; repair call failed: {failure.message}"
             for label, key in failed:
                 results[label][key] = AxisResult.failed(AxisStatus.parse_error, message, results[label][key].rationale)
-            return results, tally
+            return results, tally, [message]
         repair_content = repair_choice.message.content or ""
         if repair_choice.finish_reason == "length":
             REPAIRS.labels(judge=self.profile.name, outcome="failed").inc()
+            message = self._truncated_message()
             for label, key in failed:
-                results[label][key] = AxisResult.failed(AxisStatus.truncated, self._truncated_message())
-            return results, tally
+                results[label][key] = AxisResult.failed(AxisStatus.truncated, message)
+            return results, tally, [message]
 
-        repaired = parse_group_scores(repair_content, labels, keys, offsets=self.profile.logprobs, quoted=quoted)
-        repaired_results: dict[str, dict[str, AxisResult]] = {}
-        # A complete repaired answer is the verdict, whole; otherwise what the first answer scored stands.
-        if repaired.ok:
-            failed = [(label, key) for label in labels for key in keys]
-        for label, key in failed:
-            if label not in repaired_results:
-                repaired_results[label] = self._axis_results(repaired.candidates[label], repair_content, repair_choice)
-            results[label][key] = repaired_results[label][key]
-        still_failed = any(results[label][key].status is not AxisStatus.ok for label, key in failed)
+        repaired = read(repair_content, repair_choice, quoted)
+        # A complete repaired answer is the verdict, whole: a partial first answer (perhaps a quote the judge
+        # half-copied) must not survive beside it. Otherwise the first answer's scores stand for the axes the
+        # repair could not give.
+        replaced = [(label, key) for label in labels for key in keys] if repaired.ok else failed
+        for label, key in replaced:
+            results[label][key] = repaired.results[label][key]
+        still_failed = [(label, key) for label, key in failed if results[label][key].status is not AxisStatus.ok]
         REPAIRS.labels(judge=self.profile.name, outcome="failed" if still_failed else "ok").inc()
-        if still_failed:
-            PARSE_FAILURES.labels(judge=self.profile.name).inc()
-        return results, tally
+        if not still_failed:
+            return results, tally, []
+        PARSE_FAILURES.labels(judge=self.profile.name).inc()
+        summary = repaired.error or "; ".join(str(results[label][key].error) for label, key in still_failed)
+        return results, tally, [summary]
 
     def _truncated_message(self) -> str:
         return f"judge answer cut at max_tokens={self.profile.max_tokens} (finish_reason=length)"
