@@ -12,7 +12,7 @@ import orjson
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from judge.backends.openai.client import CompletionPoster, pooled_client, refused
@@ -67,9 +67,19 @@ async def _gzipped(_: Request) -> Response:
     )
 
 
+async def _chunked(_: Request) -> Response:
+    async def parts() -> AsyncIterator[bytes]:
+        answer = orjson.dumps({"answer": QUESTION * 50})
+        for start in range(0, len(answer), 1000):
+            yield answer[start : start + 1000]
+
+    return StreamingResponse(parts(), media_type="application/json")  # Transfer-Encoding: chunked
+
+
 @pytest.fixture(scope="module")
 def echo_server() -> Iterator[str]:
     routes = [
+        Route("/chunked", _chunked, methods=["POST"]),
         Route("/v1/chat/completions", _moved, methods=["POST"]),
         Route("/v2/chat/completions", _echo, methods=["POST"]),
         Route("/gzip", _gzipped, methods=["POST"]),
@@ -122,6 +132,15 @@ async def test_a_compressed_answer_is_decoded(
 ) -> None:
     response = await client.post(f"{echo_server}/gzip", content=b"{}")
     assert orjson.loads(response.content) == {"answer": QUESTION}
+    assert paths == {"short": 1, "httpx": 0}
+
+
+async def test_a_chunked_answer_is_read_whole(
+    client: httpx2.AsyncClient, echo_server: str, paths: dict[str, int]
+) -> None:
+    response = await client.post(f"{echo_server}/chunked", content=b"{}")
+    assert response.headers["transfer-encoding"] == "chunked"
+    assert orjson.loads(response.content) == {"answer": QUESTION * 50}
     assert paths == {"short": 1, "httpx": 0}
 
 
