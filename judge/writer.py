@@ -24,7 +24,6 @@ import logging
 from collections import deque
 from dataclasses import dataclass, field
 
-from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tenacity import AsyncRetrying, retry_if_exception, stop_never, wait_random_exponential
 
@@ -35,6 +34,7 @@ from judge.durability.spool import Spool, decode, encode
 from judge.outage import OutageLog
 from judge.samples import Sample
 from judge.store.verdicts_repository import VerdictRepository
+from judge.verdict_json import axes_json, verdict_json
 from judge.verdicts import Verdict
 
 log = logging.getLogger(__name__)
@@ -49,18 +49,18 @@ class _Pending:
     verdict: Verdict
     sample: Sample
     done: asyncio.Future[bool] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    _axes: bytes | None = field(default=None, init=False, repr=False)
+
+    @property
+    def axes(self) -> bytes:
+        """The verdict's axes as JSON, serialised once for its row and its cached form (and kept for retries)."""
+        if self._axes is None:
+            self._axes = axes_json(self.verdict)
+        return self._axes
 
     def settle(self, stored: bool) -> None:
         if not self.done.done():
             self.done.set_result(stored)
-
-
-_VERDICT_JSON: TypeAdapter[Verdict] = TypeAdapter(Verdict)
-
-
-def verdict_bytes(verdict: Verdict) -> bytes:
-    """The cache's form of a verdict: pydantic-core writes the JSON bytes in one pass (no dict in between)."""
-    return _VERDICT_JSON.dump_json(verdict)
 
 
 class _RowsRefused(Exception):
@@ -228,7 +228,9 @@ class VerdictWriter:
         async with self._sessions() as session:
             # Complete verdicts are also the ratings of judge:<profile>, read from here by agreement studies
             # (judge/store/judge_ratings.py): nothing more to write.
-            await VerdictRepository(session).add_many([(p.verdict, p.sample) for p in batch])
+            await VerdictRepository(session).add_many(
+                [(p.verdict, p.sample) for p in batch], axes=[p.axes for p in batch]
+            )
             await session.commit()
 
     async def _isolate(self, batch: list[_Pending], cause: BaseException) -> None:
@@ -262,7 +264,7 @@ class VerdictWriter:
         metrics.PENDING_WRITES.set(len(self._held_ids))
 
     async def _cache_complete(self, batch: list[_Pending]) -> None:
-        items = {p.verdict.cache_key: verdict_bytes(p.verdict) for p in batch if p.verdict.complete}
+        items = {p.verdict.cache_key: verdict_json(p.verdict, p.axes) for p in batch if p.verdict.complete}
         if items:
             await self._cache.set_many(items)
 
@@ -401,4 +403,4 @@ class VerdictWriter:
             self._spool.close_own()
 
 
-__all__ = ["VerdictWriter", "decode", "verdict_bytes"]
+__all__ = ["VerdictWriter", "decode"]

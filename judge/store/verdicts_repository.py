@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -18,6 +19,7 @@ from judge.db.base import utcnow
 from judge.samples import Sample
 from judge.store.models import SampleRow, VerdictRow
 from judge.store.statements import IN_CHUNK, chunks, dialect_insert
+from judge.verdict_json import axes_json
 from judge.verdicts import AxisResult, GroupPlacement, Usage, Verdict
 
 
@@ -25,7 +27,8 @@ def _to_datetime(epoch_s: float) -> datetime:
     return datetime.fromtimestamp(epoch_s, UTC)
 
 
-def verdict_to_row(verdict: Verdict) -> dict[str, Any]:
+def verdict_to_row(verdict: Verdict, axes: bytes | None = None) -> dict[str, Any]:
+    """The verdict's ``verdicts`` row; ``axes``: ``axes_json(verdict)`` when the caller has it already."""
     return {
         "id": verdict.id,
         "cache_key": verdict.cache_key,
@@ -35,8 +38,9 @@ def verdict_to_row(verdict: Verdict) -> dict[str, Any]:
         "judge": verdict.judge,
         "profile_hash": verdict.profile_hash,
         "complete": verdict.complete,
-        # One serialiser pass for all axes (not one per axis): this runs for every stored verdict.
-        "axes": verdict.model_dump(mode="json", include={"axes"})["axes"],
+        # Serialised by pydantic-core straight to JSON and bound as is (the engines' JSON serialisers pass an
+        # orjson.Fragment through): a dict in between cost as much again, and then had to be serialised itself.
+        "axes": orjson.Fragment(axes if axes is not None else axes_json(verdict)),
         "calls": verdict.usage.calls,
         "prompt_tokens": verdict.usage.prompt_tokens,
         "cached_tokens": verdict.usage.cached_tokens,
@@ -101,8 +105,11 @@ class VerdictRepository:
         """Store a verdict, and its sample unless already stored."""
         await self.add_many([(verdict, sample)])
 
-    async def add_many(self, items: Sequence[tuple[Verdict, Sample]]) -> None:
-        """Store verdicts with their samples in a few multi-row statements."""
+    async def add_many(self, items: Sequence[tuple[Verdict, Sample]], *, axes: Sequence[bytes] | None = None) -> None:
+        """Store verdicts with their samples in a few multi-row statements.
+
+        ``axes``: each verdict's ``axes_json``, in order, when the caller has them already (the writer caches them too).
+        """
         samples: dict[str, dict[str, Any]] = {}
         for verdict, sample in items:
             if verdict.sample_hash != sample.hash:
@@ -114,15 +121,19 @@ class VerdictRepository:
         # ON CONFLICT DO NOTHING (not INSERT OR IGNORE, which would also swallow NOT NULL violations) makes
         # concurrent writers of one sample safe; inserting in hash order keeps PostgreSQL's row locks in one
         # order across transactions, so overlapping batches cannot deadlock.
-        rows = [{"hash": h, "content": samples[h], "created_at": now} for h in sorted(samples)]
+        sample_rows = [{"hash": h, "content": samples[h], "created_at": now} for h in sorted(samples)]
         # A parameter list on one constant statement (an executemany) rather than a VALUES list: the
         # statement compiles once and is cached, instead of once per batch with a bind per value.
         insert_samples = dialect_insert(self._session, SampleRow).on_conflict_do_nothing(index_elements=["hash"])
-        await self._session.execute(insert_samples, rows)
+        await self._session.execute(insert_samples, sample_rows)
         # A verdict id is a fresh uuid: a conflict on it is the same verdict written again (a spool replayed
         # after a commit whose acknowledgement was lost), which must be a no-op rather than an error.
         insert_verdicts = dialect_insert(self._session, VerdictRow).on_conflict_do_nothing(index_elements=["id"])
-        await self._session.execute(insert_verdicts, [verdict_to_row(verdict) for verdict, _ in items])
+        if axes is None:
+            verdict_rows = [verdict_to_row(verdict) for verdict, _ in items]
+        else:
+            verdict_rows = [verdict_to_row(v, json) for (v, _), json in zip(items, axes, strict=True)]
+        await self._session.execute(insert_verdicts, verdict_rows)
         await self._session.flush()
 
     async def get(self, verdict_id: str) -> Verdict | None:

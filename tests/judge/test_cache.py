@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
+from redis.exceptions import ResponseError
 
 from judge.cache import MemoryCache, RedisCache, VerdictCache, build_cache
 from judge.settings import Settings
@@ -89,6 +90,61 @@ async def test_redis_round_trip(redis_url: str, redis_prefix: str, redis_client:
         keys = sorted([k async for k in redis_client.scan_iter(match=f"{redis_prefix}*")])
         assert keys == [f"{redis_prefix}verdict:k1".encode(), f"{redis_prefix}verdict:k2".encode()]
         assert 100 < await redis_client.ttl(keys[0]) <= 120
+    finally:
+        await cache.aclose()
+
+
+async def test_redis_sets_a_whole_batch_in_one_command(
+    redis_url: str, redis_prefix: str, redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = RedisCache(redis_url, prefix=redis_prefix, ttl_s=120)
+    items = {f"k{i}": f'{{"rationale": "第{i}条理由"}}'.encode() + bytes([i % 256]) for i in range(600)}
+    sent: list[object] = []
+    execute = cache._redis.execute_command
+
+    async def counted(*args: object, **options: object) -> object:
+        sent.append(args[0])
+        return await execute(*args, **options)
+
+    def no_pipeline(*_: object, **__: object) -> object:
+        raise AssertionError("a batch of SETs went through a pipeline")
+
+    monkeypatch.setattr(cache._redis, "execute_command", counted)
+    monkeypatch.setattr(cache._redis, "pipeline", no_pipeline)
+    try:
+        await cache.set_many(items)
+        # The script for the 600 keys: one EVALSHA (two, around a SCRIPT LOAD, if the server did not have it yet).
+        assert set(sent) <= {"EVALSHA", "SCRIPT LOAD"} and 1 <= sent.count("EVALSHA") <= 2
+        assert await cache.get_many(list(items)) == items
+        ttls = [await redis_client.ttl(f"{redis_prefix}verdict:{key}") for key in ("k0", "k599")]
+        assert all(100 < ttl <= 120 for ttl in ttls)
+        # A server that lost its scripts (a restart, SCRIPT FLUSH) gets the script again: nothing is skipped.
+        assert cache._set_all is not None
+        cache._set_all.sha = "0" * 40
+        await cache.set_many({"again": b"1"})
+        assert await cache.get_many(["again"]) == {"again": b"1"}
+        assert cache.healthy
+    finally:
+        await cache.aclose()
+
+
+async def test_redis_refusing_scripts_gets_pipelined_sets(
+    redis_url: str, redis_prefix: str, redis_client: aioredis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = RedisCache(redis_url, prefix=redis_prefix, ttl_s=120)
+
+    async def refused(**_: object) -> object:
+        raise ResponseError("NOPERM this user has no permissions to run the 'evalsha' command")
+
+    cache._set_all = refused  # type: ignore[assignment]
+    try:
+        with caplog.at_level(logging.WARNING, logger="judge.cache"):
+            await cache.set_many({"k1": b"1", "k2": b"2"})
+            await cache.set_many({"k3": b"3"})
+        assert await cache.get_many(["k1", "k2", "k3"]) == {"k1": b"1", "k2": b"2", "k3": b"3"}
+        assert 100 < await redis_client.ttl(f"{redis_prefix}verdict:k3") <= 120
+        assert cache._set_all is None and cache.healthy
+        assert sum("refused the cache's SET script" in r.getMessage() for r in caplog.records) == 1
     finally:
         await cache.aclose()
 
