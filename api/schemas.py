@@ -47,6 +47,13 @@ class ResultOut(BaseModel):
     error: str | None
 
 
+class CostOut(BaseModel):
+    amount: float
+    currency: str
+    # Hedge calls that lost: cancelled before their answer, so their tokens (and any part billed) are unknown.
+    unpriced_calls: int
+
+
 class UsageOut(BaseModel):
     samples: int
     cached: int
@@ -62,6 +69,8 @@ class UsageOut(BaseModel):
     retries: int
     # Extra calls sent by hedging (profiles with hedge_after_ms / hedge_percentile).
     hedges: int = 0
+    # The calls' cost at the judge profile's `prices`; null when the profile has none.
+    cost: CostOut | None = None
 
 
 class ScoreResponse(BaseModel):

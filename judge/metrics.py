@@ -19,6 +19,11 @@ CACHE_HITS = Counter("rj_cache_hits_total", "Verdicts served from the cache", ["
 CACHE_MISSES = Counter("rj_cache_misses_total", "Verdicts not found in cache or store")
 CACHE_ERRORS = Counter("rj_cache_errors_total", "Cache operations that failed (scoring went on)")
 AXIS_STATUS = Counter("rj_axis_results_total", "Axis results by status", ["judge", "status"])
+JUDGE_COST = Counter(
+    "rj_judge_cost_total",
+    "What judge calls cost at the profile's token prices (in the currency label), from the tokens providers reported",
+    ["judge", "currency"],
+)
 JUDGE_TOKENS = Counter(
     "rj_judge_tokens_total",
     "Judge tokens by kind: prompt, cached (the part of prompt served from the provider's prefix cache), completion",

@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from judge.errors import InvalidRubric, JudgeNotFound, RubricJudgeError
+from judge.pricing.prices import TokenPrices
 from rubrics.loader import YamlLimitExceeded, load_yaml_bounded
 from rubrics.schema import MAX_RUBRIC_BYTES
 
@@ -33,6 +34,7 @@ CONNECTION_FIELDS = frozenset(
         "retry_budget_s",
         "hedge_after_ms",
         "hedge_percentile",
+        "prices",
     }
 )
 
@@ -80,6 +82,9 @@ class JudgeProfile(BaseModel):
     # hedge_after_ms as its floor); see judge.backends.openai.hedge.
     hedge_after_ms: Annotated[float | None, Field(gt=0)] = None
     hedge_percentile: Annotated[float | None, Field(ge=50, lt=100)] = None
+    # What the provider bills per million tokens (prompt, cached, completion): usage then carries a cost, and
+    # rj_judge_cost_total counts it. None: no cost is reported (none is guessed).
+    prices: TokenPrices | None = None
 
     @field_validator("extra_body")
     @classmethod

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from judge.errors import JudgeRubricMismatch, JudgeUnavailable, LimitExceeded
+from judge.pricing.prices import cost
 from judge.profiles import JudgeProfile, RationaleMode, with_rationale
 from judge.results import render_result
 from judge.runtime import Runtime
@@ -129,6 +130,8 @@ async def score_samples(
             "timed_out": timed_out,
             "pending_writes": batch.pending_writes,
             **batch.usage.model_dump(),
+            # At the profile's prices, for the calls this request made (cached verdicts cost nothing now).
+            "cost": cost(profile.prices, batch.usage),
         },
     }
 

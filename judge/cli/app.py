@@ -191,13 +191,15 @@ def score(
                 )  # fmt: skip
                 progress.update(task, completed=total)
         from judge.cli.jobs import print_summary
+        from judge.pricing.prices import cost as cost_of
         from judge.score_file import summarise_score_files
 
         if stats.skipped:
             console.print(f"resumed: {stats.skipped} lines were already done")
         console.print(f"{rubric_obj.ref} · judge {profile.name} · {stats.scored} scored, {stats.cached} from the cache")
         # The same summary as `filter` (passed = kept, failed = dropped, unscored = failed), over the whole output.
-        print_summary("filter", summarise_score_files(out, errors_path))
+        summary = summarise_score_files(out, errors_path)
+        print_summary("filter", summary, cost=cost_of(profile.prices, summary.usage))
         from judge.jsonl import first_bad_lines
 
         for line in first_bad_lines(errors_path):

@@ -27,12 +27,15 @@ from judge.cli.errors import fail
 from judge.errors import RubricJudgeError
 from judge.jobs.schemas import JobKind, JobOptions, JobSpec
 from judge.jobs.summary import Summary
+from judge.pricing.prices import cost as cost_of
 from judge.settings import Settings, get_settings
 
 console = Console()
 err_console = Console(stderr=True)
 
 _BARS = " ▁▂▃▄▅▆▇█"
+# What some calls cost at a profile's prices (judge.pricing.prices.cost), None when unpriced.
+Cost = dict[str, Any] | None
 
 ServerOpt = Annotated[
     str | None, typer.Option("--server", envvar="RJ_SERVER", help="Run on a rubric-judge server (URL) and its workers.")
@@ -182,6 +185,7 @@ async def _local(run: _Run, settings: Settings) -> None:
         heap.settle()  # start-up done: freeze what lives as long as the process
         rubric, profile, generator_profile = JobsService(runtime).check_spec(run.spec)
         generator = Generator(generator_profile) if generator_profile is not None else None
+        generator_prices = generator_profile.prices if generator_profile is not None else None
         plan = JobPlan(
             kind=run.spec.kind,
             rubric=rubric,
@@ -210,7 +214,9 @@ async def _local(run: _Run, settings: Settings) -> None:
                 await generator.aclose()
     if result.resumed:
         console.print(f"resumed: {result.resumed} lines were already done")
-    _report(run.spec.kind, summarise_files([run.kept, run.dropped]), run)
+    summary = summarise_files([run.kept, run.dropped])
+    costs = (cost_of(profile.prices, summary.usage), cost_of(generator_prices, summary.generator_usage))
+    _report(run.spec.kind, summary, run, costs)
 
 
 # --- server mode ------------------------------------------------------------------------------------------------
@@ -269,7 +275,8 @@ async def _on_server(run: _Run) -> None:
     console.print(f"downloaded {kept_n} kept and {dropped_n} other records")
     if job["state"] != "done":
         err_console.print(f"[red]job {job['state']}[/red]: {job.get('error') or ''}")
-    _report(run.spec.kind, Summary.from_json(job.get("summary")), run)
+    summary = job.get("summary") or {}
+    _report(run.spec.kind, Summary.from_json(summary), run, (summary.get("cost"), summary.get("generator_cost")))
     if job["state"] == "failed":
         raise typer.Exit(code=1)
 
@@ -301,18 +308,21 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-def _report(kind: Literal["filter", "curate"], summary: Summary, run: _Run) -> None:
+def _report(kind: Literal["filter", "curate"], summary: Summary, run: _Run, costs: tuple[Cost, Cost]) -> None:
     from judge.jsonl import first_bad_lines
 
-    print_summary(kind, summary)
+    print_summary(kind, summary, cost=costs[0], generator_cost=costs[1])
     if summary.outcomes.get("invalid"):
         for line in first_bad_lines(run.dropped):
             err_console.print(line, highlight=False, markup=False, soft_wrap=True)
     console.print(f"kept: {run.kept}  dropped/failed/invalid: {run.dropped}", soft_wrap=True)
 
 
-def print_summary(kind: Literal["filter", "curate"], summary: Summary) -> None:
-    """Pass rate, per-axis table with histograms, most failing axes (and curation rounds); `score` ends with it too."""
+def print_summary(
+    kind: Literal["filter", "curate"], summary: Summary, *, cost: Cost = None, generator_cost: Cost = None
+) -> None:
+    """Pass rate, per-axis table with histograms, most failing axes (and curation rounds), what the judge calls
+    took in tokens (and cost, at the profile's prices); `score` ends with it too."""
     out = summary.outcomes
     console.print(
         f"[bold]pass rate {_pct(summary.pass_rate)}[/bold]: kept {out.get('kept', 0)}, dropped {out.get('dropped', 0)}"
@@ -341,3 +351,19 @@ def print_summary(kind: Literal["filter", "curate"], summary: Summary) -> None:
             rate = step.passed / step.judged if step.judged else None
             table.add_row(round_no, str(step.judged), str(step.passed), _pct(rate), str(kept_so_far))
         console.print(table)
+    for who, usage, spent in (("judge", summary.usage, cost), ("generator", summary.generator_usage, generator_cost)):
+        if usage.get("calls"):
+            console.print(_usage_line(who, usage, spent))
+
+
+def _usage_line(who: str, usage: dict[str, int], spent: Cost) -> str:
+    """``judge: 1,024 calls, 5,187,000 prompt tokens (4,460,000 cached), 841,000 completion; 1.2345 USD``."""
+    line = (
+        f"{who}: {usage.get('calls', 0):,} calls, {usage.get('prompt_tokens', 0):,} prompt tokens "
+        f"({usage.get('cached_tokens', 0):,} cached), {usage.get('completion_tokens', 0):,} completion"
+    )
+    if spent is not None:
+        line += f"; {spent['amount']:.4f} {spent['currency']}"
+        if spent.get("unpriced_calls"):
+            line += f" (+ {spent['unpriced_calls']} hedge calls whose tokens are unknown)"
+    return line

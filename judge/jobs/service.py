@@ -7,7 +7,7 @@ import builtins
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +21,7 @@ from judge.jobs.models import JobRow
 from judge.jobs.repository import JobRepository
 from judge.jobs.schemas import FINAL_STATES, ItemState, JobSpec, JobState
 from judge.jobs.summary import Summary
+from judge.pricing.prices import TokenPrices, cost
 from judge.profiles import JudgeProfile
 from judge.runtime import Runtime
 from judge.service import resolve
@@ -38,8 +39,14 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def job_view(job: JobRow, *, summary: bool = True) -> dict[str, Any]:
-    """A job's state, counts, rate and ETA (and its summary so far)."""
+def job_view(
+    job: JobRow, *, summary: bool = True, prices: Callable[[str | None], TokenPrices | None] | None = None
+) -> dict[str, Any]:
+    """A job's state, counts, rate and ETA (and its summary so far).
+
+    ``prices``: a profile name's token prices; the summary then says what the judge's and the generator's calls
+    cost, at those prices (its usage counts are what the providers reported).
+    """
     done = job.kept + job.dropped + job.failed + job.invalid
     judged = job.kept + job.dropped + job.failed
     rate = eta = elapsed = None
@@ -80,6 +87,9 @@ def job_view(job: JobRow, *, summary: bool = True) -> dict[str, Any]:
     }
     if summary:
         body["summary"] = Summary.from_json(job.stats).to_json()
+        if prices is not None:
+            body["summary"]["cost"] = cost(prices(job.judge), body["summary"]["usage"])
+            body["summary"]["generator_cost"] = cost(prices(job.generator), body["summary"]["generator_usage"])
     return body
 
 
@@ -249,7 +259,16 @@ class JobsService:
             job = await JobRepository(session).get(job_id)
         if job is None:
             raise JobNotFound(f"no job {job_id!r}", field="job_id")
-        return job_view(job)
+        return job_view(job, prices=self._prices)
+
+    def _prices(self, name: str | None) -> TokenPrices | None:
+        """A profile's token prices now (None for no profile, one without prices, or one no longer configured)."""
+        if name is None:
+            return None
+        try:
+            return self.runtime.profiles.get(name).prices
+        except JudgeNotFound:
+            return None
 
     async def list(self, *, state: str | None, limit: int, offset: int) -> builtins.list[dict[str, Any]]:
         if state is not None and state not in {s.value for s in JobState}:
@@ -264,7 +283,7 @@ class JobsService:
             await session.commit()
         if job is None:
             raise JobNotFound(f"no job {job_id!r}", field="job_id")
-        return job_view(job)
+        return job_view(job, prices=self._prices)
 
     async def results(self, job_id: str, states: Sequence[ItemState]) -> AsyncIterator[bytes]:
         """The output records of finished items in line order, a page at a time (one short session per page)."""

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from judge.errors import LimitExceeded
 from judge.integrity.facts import level_distributions, output_facts
+from judge.pricing.prices import cost
 from judge.profiles import JudgeProfile, with_rationale
 from judge.rewards.schemas import OnFailure, RewardItemIn, RewardRequestError, RewardsRequest
 from judge.rewards.stats import GroupStats, group_stats, zero_variance_fraction
@@ -404,5 +405,5 @@ async def reward_request(runtime: Runtime, request: RewardsRequest) -> dict[str,
         ],
         "zero_variance_fraction": batch.zero_variance_fraction,
         "skipped": batch.skipped,
-        "usage": batch.usage,
+        "usage": {**batch.usage, "cost": cost(profile.prices, batch.usage)},
     }

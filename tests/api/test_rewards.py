@@ -39,6 +39,9 @@ def body(*items: dict[str, Any], judge: str = "loop", **options: Any) -> dict[st
     return {"rubric": "prmed@1", "judge": judge, "items": list(items), **options}
 
 
+PRICES = {"currency": "USD", "prompt": 0.27, "cached": 0.07, "completion": 1.1}
+
+
 def write_profiles(path: Path, server: OpenAIServer) -> Path:
     """Judges on the loopback server: plain, with logprobs, and group mode."""
     base = {"backend": "openai", "model": "judge-model", "base_url": server.url, "timeout_s": 5, "max_retries": 1}
@@ -47,6 +50,7 @@ def write_profiles(path: Path, server: OpenAIServer) -> Path:
         {"name": "loop-lp", **base, "logprobs": True, "top_logprobs": 5},
         {"name": "loop-group", **base, "mode": "group", "permutations": 1},
         {"name": "loop-group2", **base, "mode": "group"},
+        {"name": "loop-group-priced", **base, "mode": "group", "permutations": 1, "prices": PRICES},
     ]
     path.write_text(yaml.safe_dump({"judges": judges}), encoding="utf-8")
     return path
@@ -304,3 +308,18 @@ async def test_a_rubrics_length_penalty_lowers_the_reward_of_long_outputs(
     chars = len("详细推理。" * 100) + len("请立即就医。" * 50)
     assert [r["reward"] for r in out["items"]] == [1.0, pytest.approx(1.0 - min(0.5, 0.5 * (chars - 200) / 1000))]
     assert [r["passed"] for r in out["items"]] == [True, True]  # the penalty lowers the reward, not the pass
+
+
+async def test_a_priced_group_judge_says_what_the_batch_cost(profiles_client: Any, openai_server: OpenAIServer) -> None:
+    items = [rollout(p, k) for p in range(2) for k in range(3)]
+    async with profiles_client as client:
+        unpriced = (await client.post("/v1/rewards", json=body(*items[:3], judge="loop-group"))).json()
+        out = (await client.post("/v1/rewards", json=body(*items, judge="loop-group-priced"))).json()
+    assert unpriced["usage"]["cost"] is None
+    usage = out["usage"]
+    # Prices are not part of the profile's hash: the first prompt's group comes from the cache (costing nothing),
+    # the second is judged in one group call (prmed@1, one display order).
+    assert usage["cached"] == 3 and usage["calls"] == 1
+    uncached = usage["prompt_tokens"] - usage["cached_tokens"]
+    amount = (uncached * 0.27 + usage["cached_tokens"] * 0.07 + usage["completion_tokens"] * 1.1) / 1e6
+    assert usage["cost"] == {"amount": pytest.approx(amount, abs=1e-6), "currency": "USD", "unpriced_calls": 0}

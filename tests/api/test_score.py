@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-import httpx
+from pathlib import Path
+from typing import Any
 
+import httpx
+import pytest
+
+from tests.api.conftest import write_judges
 from tests.api.samples import PATIENT_ZH, sample, score_body
+from tests.judge.conftest import metric_value
 from tests.support.openai_server import ChatRequest, OpenAIServer, Slow, Verdict, garbage
 
 PRMED_AXES = {
@@ -144,3 +150,27 @@ async def test_completion_with_think_block_is_split(client: httpx.AsyncClient) -
     axes = result["results"][0]["axes"]
     assert axes["steps_present"]["score"] == 5
     assert axes["response_present"]["score"] == 5
+
+
+async def test_usage_says_what_the_calls_cost_at_the_judges_prices(
+    client: httpx.AsyncClient, make_client: Any, openai_server: OpenAIServer, tmp_path: Path
+) -> None:
+    # No prices: no cost (never a guessed one).
+    unpriced = (await client.post("/v1/score", json=score_body(sample(0)))).json()
+    assert unpriced["usage"]["cost"] is None
+
+    prices = {"currency": "CNY", "prompt": 2.0, "cached": 0.2, "completion": 8.0}
+    judges = write_judges(tmp_path / "priced.yaml", openai_server, name="loop-priced", prices=prices)
+    counted = metric_value("rj_judge_cost_total", judge="loop-priced", currency="CNY")
+    async with make_client(judges_file=judges) as priced:
+        body = (await priced.post("/v1/score", json=score_body(sample(1), sample(2), judge="loop-priced"))).json()
+        again = (await priced.post("/v1/score", json=score_body(sample(1), judge="loop-priced"))).json()
+    usage = body["usage"]
+    assert usage["calls"] == 2 and usage["cached_tokens"] > 0  # the second sample read the shared prefix
+    uncached = usage["prompt_tokens"] - usage["cached_tokens"]
+    amount = (uncached * 2.0 + usage["cached_tokens"] * 0.2 + usage["completion_tokens"] * 8.0) / 1e6
+    assert usage["cost"] == {"amount": pytest.approx(amount, abs=1e-6), "currency": "CNY", "unpriced_calls": 0}
+    # Prometheus counts the same amount; a cached verdict costs nothing now.
+    spent = metric_value("rj_judge_cost_total", judge="loop-priced", currency="CNY") - counted
+    assert spent == pytest.approx(amount)
+    assert again["usage"]["cached"] == 1 and again["usage"]["cost"]["amount"] == 0.0

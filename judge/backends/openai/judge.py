@@ -40,7 +40,15 @@ from judge.backends.openai.single_answer import parse_scores
 from judge.backends.openai.usage import CallTally, cached_prompt_tokens, share_usage
 from judge.backends.openai.verdict import quoted_objects
 from judge.errors import JudgeUnavailable
-from judge.metrics import AXIS_STATUS, JUDGE_CALL_LATENCY, JUDGE_HEDGES, JUDGE_TOKENS, PARSE_FAILURES, REPAIRS
+from judge.metrics import (
+    AXIS_STATUS,
+    JUDGE_CALL_LATENCY,
+    JUDGE_COST,
+    JUDGE_HEDGES,
+    JUDGE_TOKENS,
+    PARSE_FAILURES,
+    REPAIRS,
+)
 from judge.profiles import JudgeProfile
 from judge.samples import Sample
 from judge.verdicts import AxisResult, AxisStatus, JudgeOutcome, Usage
@@ -110,6 +118,8 @@ class OpenAIJudge:
         self._status_counters = {
             status: AXIS_STATUS.labels(judge=profile.name, status=status.value) for status in AxisStatus
         }
+        prices = profile.prices
+        self._cost = JUDGE_COST.labels(judge=profile.name, currency=prices.currency) if prices is not None else None
         self._latencies = {
             outcome: JUDGE_CALL_LATENCY.labels(judge=profile.name, outcome=outcome) for outcome in _CALL_OUTCOMES
         }
@@ -398,6 +408,8 @@ class OpenAIJudge:
         if cached:
             counters["cached"].inc(cached)
         counters["completion"].inc(usage.completion_tokens)
+        if self._cost is not None and self.profile.prices is not None:
+            self._cost.inc(self.profile.prices.amount(usage.prompt_tokens, cached, usage.completion_tokens))
 
     def _observe(self, started: float, outcome: str) -> None:
         self._latencies[outcome].observe(time.perf_counter() - started)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -123,7 +124,8 @@ def test_filter_resumes_after_ctrl_c_and_after_a_crash(tmp_path: Path, slow_serv
 
 def test_curate_locally_writes_sft_records_and_a_rounds_report(tmp_path: Path, openai_server: OpenAIServer) -> None:
     openai_server.default = marker_judge
-    judges = write_job_judges(tmp_path / "judges.yaml", openai_server)
+    prices = {"currency": "CNY", "prompt": 2.0, "cached": 0.2, "completion": 8.0}
+    judges = write_job_judges(tmp_path / "judges.yaml", openai_server, prices=prices)  # the judge's, not gen's
     env = cli_env(tmp_path, judges)
     run_cli("migrate", env=env)
     source = write_jsonl(
@@ -152,6 +154,11 @@ def test_curate_locally_writes_sft_records_and_a_rounds_report(tmp_path: Path, o
     assert all(r["messages"][-1]["content"].startswith("<think>") for r in records)
     assert all(r["lineage"]["round"] == 2 for r in records)
     assert "curation rounds" in done.stdout
+    # What the calls took, and what the priced judge's cost.
+    tokens = r"[\d,]+ prompt tokens \([\d,]+ cached\), [\d,]+ completion"
+    spent = re.search(rf"judge: (\d+) calls, {tokens}; ([\d.]+) CNY", done.stdout)
+    assert spent is not None and int(spent.group(1)) >= 2 and float(spent.group(2)) > 0
+    assert re.search(rf"generator: \d+ calls, {tokens}\n", done.stdout)  # gen has no prices: no cost
     assert read_jsonl(dropped) == []
     # A rerun finds everything done.
     again = run_cli(*args, "--generator", "gen", env=env)

@@ -72,6 +72,7 @@ async def test_filter_job_keeps_passing_samples_and_reports_each_line_once(
             assert summary["usage"]["calls"] == 38
             assert 0 < summary["usage"]["cached_tokens"] < summary["usage"]["prompt_tokens"]
             assert summary["usage"]["completion_tokens"] > 0
+            assert summary["cost"] is None and summary["generator_cost"] is None  # "loop" has no prices
 
             # The same samples again (and one twice): every verdict comes from the store or cache.
             again = await service.create_from_stream(spec, blocks([lines[0], *lines, lines[0]]))
