@@ -50,7 +50,7 @@ class ResultOut(BaseModel):
 class CostOut(BaseModel):
     amount: float
     currency: str
-    # Hedge calls that lost: cancelled before their answer, so their tokens (and any part billed) are unknown.
+    # Copies of hedged calls cancelled before their answer (one per hedge sent): their tokens are unknown.
     unpriced_calls: int
 
 

@@ -2,8 +2,9 @@
 
 Providers bill prompt tokens served from their prefix cache at a fraction of a miss (DeepSeek a tenth, OpenAI a
 half), so a cost needs three prices. The cost is computed from the tokens the provider reported, never estimated:
-a hedge that lost was cancelled before its answer, so its tokens are unknown (a provider may still bill part of
-it); those calls are counted beside the amount (``unpriced_calls``) rather than guessed at.
+of a hedged call's copies only the one that answered reports tokens; the others (one per hedge sent) were cancelled
+before their answer, so their tokens are unknown (a provider may still bill part of them). They are counted beside
+the amount (``unpriced_calls``) rather than guessed at.
 """
 
 from __future__ import annotations
