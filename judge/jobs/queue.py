@@ -79,6 +79,27 @@ class JobQueue:
             raise JobQueueUnavailable(f"the job queue's Redis is unreachable ({exc}); retry shortly",
                                       field="redis_url") from exc  # fmt: skip
 
+    async def unattended(self, tasks: list[str]) -> set[str]:
+        """Of ``tasks``, those no worker will run as things stand: not on the queue, or marked running by arq.
+
+        A pending chunk's task is either waiting on the queue (fine) or missing from it, or arq marks it running
+        while the database says no worker claimed the chunk. Both are normal for an instant (a task being queued
+        again, a worker between taking a task and claiming its chunk) and wrong if they last: a task lost, or a
+        worker killed between the two steps, whose task arq keeps "in progress" for the task timeout (hours).
+        """
+        if not tasks:
+            return set()
+        async with self._pool.pipeline(transaction=False) as pipe:
+            for task in tasks:
+                pipe.zscore(self.name, task)
+                pipe.exists(in_progress_key_prefix + task)
+            replies = await pipe.execute()
+        return {
+            task
+            for task, queued, running in zip(tasks, replies[::2], replies[1::2], strict=True)
+            if queued is None or running
+        }
+
     async def size(self) -> int:
         """Tasks queued or running (arq keeps a running task in the queue until it ends)."""
         return int(await self._pool.zcard(self.name))

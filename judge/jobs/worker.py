@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from judge.jobs.generator import Generator
 from judge.jobs.models import JobRow
 from judge.jobs.process import ItemOutcome, JobPlan, process_items
 from judge.jobs.queue import TASK, JobQueue, queue_name, redis_settings, task_id
-from judge.jobs.repository import Claim, JobRepository
+from judge.jobs.repository import ChunkRef, Claim, JobRepository
 from judge.jobs.schemas import ItemState, JobOptions
 from judge.outage import OutageLog
 from judge.runtime import Runtime
@@ -69,6 +70,8 @@ class ChunkWorker:
         self._generators: dict[str, Generator] = {}
         self._background: list[asyncio.Task[None]] = []
         self._held: set[tuple[str, int]] = set()
+        # Tasks of pending chunks that no worker will run as things stand, and since when (time.monotonic()).
+        self._unattended: dict[str, float] = {}
         self.chunks_done = 0
 
     async def start(self) -> None:
@@ -119,23 +122,44 @@ class ChunkWorker:
             await self.queue.enqueue(ref.job_id, ref.chunk, ref.attempts)
 
     async def recover_queue(self) -> None:
-        """If the queue is empty while chunks wait (Redis restarted or was flushed), queue them again."""
+        """Queue again the pending chunks no worker will run: all of them if the queue is empty (Redis restarted
+        or was flushed), and any whose task stayed lost, or stayed "running" in arq while no worker claimed the
+        chunk (a worker killed between taking the task and claiming: arq would keep it for the task timeout)."""
         async with self.runtime.sessions() as session:
             repo = JobRepository(session)
             for job_id in await repo.stale_ingests(self.config.stale_ingest_s):
                 log.warning("job %s: its upload stopped (API process gone?); failing it", job_id)
                 await repo.fail(job_id, "the upload stopped before the end of the input")
             await session.commit()
-            if await self.queue.size() > 0:
-                return
             pending = await repo.pending_chunks()
-        for ref in pending:
-            # Nothing is queued or running, so any task record left for this chunk is stale: it would block the
-            # enqueue (arq refuses a live task id).
+        if await self.queue.size() == 0:
+            self._unattended.clear()
+            await self._queue_again(pending)
+            if pending:
+                log.warning("queue was empty with %d chunks pending; queued them again", len(pending))
+            return
+        by_task = {task_id(ref.job_id, ref.chunk, ref.attempts): ref for ref in pending}
+        now = time.monotonic()
+        seen, self._unattended = self._unattended, {}
+        stuck: list[ChunkRef] = []
+        for task in await self.queue.unattended(list(by_task)):
+            since = seen.get(task, now)
+            # Seen so at an earlier check at least a lease ago: not a task between two steps, a stuck one.
+            if now - since >= self.config.lease_s:
+                stuck.append(by_task[task])
+            else:
+                self._unattended[task] = since
+        for ref in stuck:
+            log.warning("chunk %s/%d: pending, and its task lost or left running by a dead worker; queued again",
+                        ref.job_id, ref.chunk)  # fmt: skip
+        await self._queue_again(stuck)
+
+    async def _queue_again(self, refs: list[ChunkRef]) -> None:
+        for ref in refs:
+            # No worker holds the chunk, so any task record left for it is stale: it would block the enqueue (arq
+            # refuses a live task id). Should a live worker still run the old task, the claim lets one of them in.
             await self.queue.drop_task(task_id(ref.job_id, ref.chunk, ref.attempts))
             await self.queue.enqueue(ref.job_id, ref.chunk, ref.attempts)
-        if pending:
-            log.warning("queue was empty with %d chunks pending; queued them again", len(pending))
 
     # --- chunks -----------------------------------------------------------------------------------------------
 

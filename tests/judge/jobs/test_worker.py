@@ -289,3 +289,35 @@ async def test_a_started_worker_has_settled_its_heap(run_worker: RunWorker) -> N
         await run_worker(settled, timeout_s=30)
     finally:
         gc.set_threshold(*threshold)
+
+
+async def test_a_chunk_whose_worker_died_before_claiming_it_is_queued_again(
+    job_settings: Settings, openai_server: OpenAIServer, run_worker: RunWorker, redis_client: Redis
+) -> None:
+    # Found by bench_jobs' kill scenario: a worker killed after arq marked its task running and before it claimed
+    # the chunk leaves no lease to expire, and arq keeps the task "in progress" for the task timeout (hours).
+    from judge.jobs.queue import task_id
+    from judge.jobs.repository import JobRepository
+
+    async with await Runtime.open(job_settings) as runtime:
+        service = JobsService(runtime)
+        try:
+            spec = JobSpec(judge="loop", options=JobOptions(chunk_size=3))
+            lines = [orjson.dumps(sample_line(i)) for i in range(9)]
+            job_id = str((await service.create_from_stream(spec, blocks(lines)))["id"])
+            async with runtime.sessions() as session:
+                first = (await JobRepository(session).pending_chunks())[0]
+            orphan = task_id(job_id, first.chunk, first.attempts)
+            assert await redis_client.zscore(f"{job_settings.redis_prefix}jobs", orphan) is not None
+            await redis_client.set(f"arq:in-progress:{orphan}", b"1", px=3_600_000)  # the dead worker's mark
+
+            async def finished() -> bool:
+                return (await service.get(job_id))["state"] == "done"
+
+            config = WorkerConfig(lease_s=1, poll_delay_s=0.02, queue_check_s=0.3)
+            await run_worker(finished, config=config, timeout_s=30)
+            job = await service.get(job_id)
+            assert job["counts"]["done"] == 9
+            assert [r["line"] for r in await collect_results(service, job_id)] == list(range(1, 10))
+        finally:
+            await service.aclose()
