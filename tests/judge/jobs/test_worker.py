@@ -189,27 +189,6 @@ async def test_an_upload_that_breaks_off_fails_its_job(job_settings: Settings) -
             await service.aclose()
 
 
-async def test_chunks_come_back_when_redis_lost_the_queue(
-    job_settings: Settings, openai_server: OpenAIServer, run_worker: RunWorker, redis_client: Redis
-) -> None:
-    async with await Runtime.open(job_settings) as runtime:
-        service = JobsService(runtime)
-        try:
-            spec = JobSpec(judge="loop", options=JobOptions(chunk_size=3))
-            job_id = str(
-                (await service.create_from_stream(spec, blocks([orjson.dumps(sample_line(i)) for i in range(9)])))["id"]
-            )
-            assert await redis_client.delete(f"{job_settings.redis_prefix}jobs") == 1  # Redis restarted empty
-
-            async def finished() -> bool:
-                return (await service.get(job_id))["state"] == "done"
-
-            await run_worker(finished)
-            assert (await service.get(job_id))["counts"]["done"] == 9
-        finally:
-            await service.aclose()
-
-
 async def test_a_chunk_that_keeps_failing_is_given_up_with_its_reason(
     job_settings: Settings, openai_server: OpenAIServer, run_worker: RunWorker, tmp_path: Path
 ) -> None:
@@ -291,11 +270,13 @@ async def test_a_started_worker_has_settled_its_heap(run_worker: RunWorker) -> N
         gc.set_threshold(*threshold)
 
 
-async def test_a_chunk_whose_worker_died_before_claiming_it_is_queued_again(
-    job_settings: Settings, openai_server: OpenAIServer, run_worker: RunWorker, redis_client: Redis
+@pytest.mark.parametrize("damage", ["queue lost", "one task lost", "a dead worker's mark"])
+async def test_chunks_whose_task_will_not_run_are_queued_again(
+    job_settings: Settings, openai_server: OpenAIServer, run_worker: RunWorker, redis_client: Redis, damage: str
 ) -> None:
-    # Found by bench_jobs' kill scenario: a worker killed after arq marked its task running and before it claimed
-    # the chunk leaves no lease to expire, and arq keeps the task "in progress" for the task timeout (hours).
+    # "a dead worker's mark", found by bench_jobs' kill scenario: a worker killed after arq marked its task running
+    # and before it claimed the chunk leaves no lease to expire, and arq keeps the task "in progress" for the task
+    # timeout (hours). "one task lost" with others still queued used to wait for the queue to drain.
     from judge.jobs.queue import task_id
     from judge.jobs.repository import JobRepository
 
@@ -307,17 +288,21 @@ async def test_a_chunk_whose_worker_died_before_claiming_it_is_queued_again(
             job_id = str((await service.create_from_stream(spec, blocks(lines)))["id"])
             async with runtime.sessions() as session:
                 first = (await JobRepository(session).pending_chunks())[0]
-            orphan = task_id(job_id, first.chunk, first.attempts)
-            assert await redis_client.zscore(f"{job_settings.redis_prefix}jobs", orphan) is not None
-            await redis_client.set(f"arq:in-progress:{orphan}", b"1", px=3_600_000)  # the dead worker's mark
+            queue, task = f"{job_settings.redis_prefix}jobs", task_id(job_id, first.chunk, first.attempts)
+            assert await redis_client.zscore(queue, task) is not None
+            if damage == "queue lost":
+                assert await redis_client.delete(queue) == 1  # Redis restarted empty
+            elif damage == "one task lost":
+                assert await redis_client.zrem(queue, task) == 1
+            else:
+                await redis_client.set(f"arq:in-progress:{task}", b"1", px=3_600_000)
 
             async def finished() -> bool:
                 return (await service.get(job_id))["state"] == "done"
 
             config = WorkerConfig(lease_s=1, poll_delay_s=0.02, queue_check_s=0.3)
             await run_worker(finished, config=config, timeout_s=30)
-            job = await service.get(job_id)
-            assert job["counts"]["done"] == 9
+            assert (await service.get(job_id))["counts"]["done"] == 9
             assert [r["line"] for r in await collect_results(service, job_id)] == list(range(1, 10))
         finally:
             await service.aclose()
