@@ -78,8 +78,8 @@ class LeanAioHttpClient(httpx2.AsyncClient):
     """``openai.DefaultAioHttpClient``'s transport, with a short path for plain non-streaming requests.
 
     The short path applies when a request needs nothing the client adds: the SDK passes an absolute URL, its
-    finished headers and a body of bytes, and the client has no base URL, default parameters, cookies, event hooks
-    or proxy mounts (``HTTPS_PROXY`` and friends are read into mounts). Anything else (a relative URL, a
+    finished headers and a body of bytes, and the client has no headers of its own, default parameters, cookies,
+    event hooks or proxy mounts (``HTTPS_PROXY`` and friends are read into mounts). Anything else (a relative URL, a
     streamed answer, an auth flow, a redirect to follow) goes the whole httpx2 way.
     """
 
@@ -87,12 +87,16 @@ class LeanAioHttpClient(httpx2.AsyncClient):
         transport = BufferedAiohttpTransport(limits=limits)
         super().__init__(transport=transport, limits=limits, timeout=timeout, follow_redirects=True, **kwargs)
         self._buffered = transport
+        # Headers given for the client itself would be merged into every request by httpx2's path: keep to it.
+        self._own_headers = bool(kwargs.get("headers"))
         self._urls: dict[str, httpx2.URL] = {}
         self._timeout_dicts: dict[object, dict[str, float | None]] = {}
 
     def _plain(self) -> bool:
         hooks = self.event_hooks
-        return not (self._mounts or self.cookies or self.params or hooks["request"] or hooks["response"])
+        return not (
+            self._own_headers or self._mounts or self.cookies or self.params or hooks["request"] or hooks["response"]
+        )
 
     def build_request(  # type: ignore[override]  # the same parameters, spelled out for the short path
         self,

@@ -56,6 +56,10 @@ async def _echo(request: Request) -> Response:
     return Response(orjson.dumps({"method": request.method, "path": request.url.path, "body": body.decode()}))
 
 
+async def _headers(request: Request) -> Response:
+    return Response(orjson.dumps(dict(request.headers)), media_type="application/json")
+
+
 async def _moved(_: Request) -> Response:
     return Response(status_code=307, headers={"location": "/v2/chat/completions"})
 
@@ -80,6 +84,7 @@ async def _chunked(_: Request) -> Response:
 def echo_server() -> Iterator[str]:
     routes = [
         Route("/chunked", _chunked, methods=["POST"]),
+        Route("/headers", _headers, methods=["POST"]),
         Route("/v1/chat/completions", _moved, methods=["POST"]),
         Route("/v2/chat/completions", _echo, methods=["POST"]),
         Route("/gzip", _gzipped, methods=["POST"]),
@@ -161,6 +166,17 @@ async def test_mounted_transports_such_as_proxies_are_used(paths: dict[str, int]
     assert orjson.loads(response.content) == {"via": "mount"}
     assert [r.content.decode() for r in seen] == [QUESTION]
     assert paths == {"short": 0, "httpx": 0}
+
+
+async def test_headers_of_the_client_itself_are_sent(echo_server: str, paths: dict[str, int]) -> None:
+    limits = httpx2.Limits(max_connections=2, max_keepalive_connections=2)
+    lean = LeanAioHttpClient(limits=limits, timeout=5, headers={"X-Tenant": "医院-a".encode().hex()})
+    try:
+        response = await lean.post(f"{echo_server}/headers", content=b"x")
+    finally:
+        await lean.aclose()
+    assert response.json()["x-tenant"] == "医院-a".encode().hex()
+    assert paths["short"] == 0
 
 
 async def test_event_hooks_run(echo_server: str, paths: dict[str, int]) -> None:
