@@ -37,7 +37,7 @@ from judge.backends.openai.prompts import RenderedPrompt, render_prompts
 from judge.backends.openai.request_body import RequestBodies
 from judge.backends.openai.retry import retried
 from judge.backends.openai.single_answer import parse_scores
-from judge.backends.openai.usage import CallTally, cached_prompt_tokens, share_usage
+from judge.backends.openai.usage import cached_prompt_tokens, share_usage
 from judge.backends.openai.verdict import quoted_objects
 from judge.errors import JudgeUnavailable
 from judge.metrics import (
@@ -118,8 +118,12 @@ class OpenAIJudge:
         self._status_counters = {
             status: AXIS_STATUS.labels(judge=profile.name, status=status.value) for status in AxisStatus
         }
-        prices = profile.prices
-        self._cost = JUDGE_COST.labels(judge=profile.name, currency=prices.currency) if prices is not None else None
+        # The cost counter with its prices, when the profile has prices.
+        self._cost = (
+            (profile.prices, JUDGE_COST.labels(judge=profile.name, currency=profile.prices.currency))
+            if profile.prices is not None
+            else None
+        )
         self._latencies = {
             outcome: JUDGE_CALL_LATENCY.labels(judge=profile.name, outcome=outcome) for outcome in _CALL_OUTCOMES
         }
@@ -160,7 +164,7 @@ class OpenAIJudge:
             return repair_instruction(summary, keys, prompt.language, prompt.rationale)
 
         results, tally, errors = await self._ask(prompt, (_SINGLE,), None, read, instruction)
-        return _PromptOutcome(results[_SINGLE], tally.usage(), errors)
+        return _PromptOutcome(results[_SINGLE], tally, errors)
 
     async def score_group(self, samples: list[Sample], rubric: Rubric) -> list[JudgeOutcome]:
         """Judge ``samples`` (responses to one conversation) together; outcomes in the given order.
@@ -184,7 +188,7 @@ class OpenAIJudge:
         for results, tally in judged:
             for label in labels:
                 by_label[label].update(results[label])
-            usage = usage.add(tally.usage())
+            usage = usage.add(tally)
         outcomes: list[JudgeOutcome] = []
         for label, share in zip(labels, share_usage(usage, len(samples)), strict=True):
             axes = {key: by_label[label][key] for key in rubric.axis_keys}
@@ -193,7 +197,7 @@ class OpenAIJudge:
             outcomes.append(JudgeOutcome(axes=axes, usage=share, error="; ".join(errors) or None))
         return outcomes
 
-    async def _judge_group(self, prompt: RenderedGroupPrompt) -> tuple[dict[str, dict[str, AxisResult]], CallTally]:
+    async def _judge_group(self, prompt: RenderedGroupPrompt) -> tuple[dict[str, dict[str, AxisResult]], Usage]:
         """One group prompt: ask, parse per candidate, repair once if needed. Failures become axis statuses."""
         keys, labels = list(prompt.axis_keys), list(prompt.labels)
         offsets = self.profile.logprobs
@@ -216,7 +220,7 @@ class OpenAIJudge:
         format_labels: list[str] | None,
         read: Callable[[str, Choice, frozenset[bytes]], _Answer],
         instruction: Callable[[str], str],
-    ) -> tuple[dict[str, dict[str, AxisResult]], CallTally, list[str]]:
+    ) -> tuple[dict[str, dict[str, AxisResult]], Usage, list[str]]:
         """Ask, read, and repair once if the answer left axes unscored: the path of single and group prompts.
 
         Results per label (one, :data:`_SINGLE`, for a single sample) and axis; failures become statuses. The
@@ -224,7 +228,7 @@ class OpenAIJudge:
         output format names (None for a single sample).
         """
         keys = list(prompt.axis_keys)
-        tally = CallTally()
+        tally = Usage()
         messages: list[ChatCompletionMessageParam] = [
             ChatCompletionSystemMessageParam(role="system", content=prompt.system),
             ChatCompletionUserMessageParam(role="user", content=prompt.user),
@@ -325,7 +329,7 @@ class OpenAIJudge:
         self,
         messages: list[ChatCompletionMessageParam],
         keys: list[str],
-        tally: CallTally,
+        tally: Usage,
         *,
         labels: list[str] | None = None,
         messages_json: bytes | None = None,
@@ -397,7 +401,7 @@ class OpenAIJudge:
         self._observe(started, "truncated" if choice.finish_reason == "length" else "ok")
         return choice
 
-    def _count_tokens(self, usage: CompletionUsage, tally: CallTally) -> None:
+    def _count_tokens(self, usage: CompletionUsage, tally: Usage) -> None:
         """Add one answer's tokens to the tally and to the judge's Prometheus counters."""
         cached = cached_prompt_tokens(usage)
         tally.prompt_tokens += usage.prompt_tokens
@@ -408,8 +412,9 @@ class OpenAIJudge:
         if cached:
             counters["cached"].inc(cached)
         counters["completion"].inc(usage.completion_tokens)
-        if self._cost is not None and self.profile.prices is not None:
-            self._cost.inc(self.profile.prices.amount(usage.prompt_tokens, cached, usage.completion_tokens))
+        if self._cost is not None:
+            prices, counter = self._cost
+            counter.inc(prices.amount(usage.prompt_tokens, cached, usage.completion_tokens))
 
     def _observe(self, started: float, outcome: str) -> None:
         self._latencies[outcome].observe(time.perf_counter() - started)
@@ -430,7 +435,3 @@ def _quoted(prompt: RenderedPrompt | RenderedGroupPrompt) -> frozenset[bytes]:
 
 _TOKEN_KINDS = ("prompt", "cached", "completion")
 _CALL_OUTCOMES = ("ok", "truncated", "timeout", "error")
-
-
-def _failed(keys: list[str], status: AxisStatus, message: str, tally: CallTally) -> _PromptOutcome:
-    return _PromptOutcome({key: AxisResult.failed(status, message) for key in keys}, tally.usage(), [message])

@@ -1,35 +1,12 @@
-"""What a judge's calls cost: the running tally of one prompt's calls, providers' cached-token fields, and a
-group call's usage shared over its candidates."""
+"""What a judge's calls cost: providers' cached-token fields, and a group call's usage shared over its candidates.
+
+One prompt's calls are tallied in a :class:`~judge.verdicts.Usage` of their own, counted up while they run."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from openai.types.completion_usage import CompletionUsage
 
 from judge.verdicts import Usage
-
-
-@dataclass
-class CallTally:
-    """Usage of one prompt's calls, mutable while they run."""
-
-    calls: int = 0
-    prompt_tokens: int = 0
-    cached_tokens: int = 0
-    completion_tokens: int = 0
-    retries: int = 0
-    hedges: int = 0
-
-    def usage(self) -> Usage:
-        return Usage(
-            calls=self.calls,
-            prompt_tokens=self.prompt_tokens,
-            cached_tokens=self.cached_tokens,
-            completion_tokens=self.completion_tokens,
-            retries=self.retries,
-            hedges=self.hedges,
-        )
 
 
 def cached_prompt_tokens(usage: CompletionUsage) -> int:
@@ -46,18 +23,16 @@ def cached_prompt_tokens(usage: CompletionUsage) -> int:
 
 
 def share_usage(usage: Usage, parts: int) -> list[Usage]:
-    """A group's calls' usage shared over ``parts`` outcomes so that the shares add up to it exactly."""
+    """A group's calls' usage shared over ``parts`` outcomes so that the shares add up to it exactly: the tokens
+    evenly (the first share takes the remainders), the call, retry and hedge counts all on the first."""
     shares = []
     for i in range(parts):
-        first = i == 0
-        shares.append(
-            Usage(
-                calls=usage.calls if first else 0,
-                prompt_tokens=usage.prompt_tokens // parts + (usage.prompt_tokens % parts if first else 0),
-                cached_tokens=usage.cached_tokens // parts + (usage.cached_tokens % parts if first else 0),
-                completion_tokens=usage.completion_tokens // parts + (usage.completion_tokens % parts if first else 0),
-                retries=usage.retries if first else 0,
-                hedges=usage.hedges if first else 0,
-            )
-        )
+        share = Usage() if i else usage.model_copy()
+        for name in _SHARED:
+            total = getattr(usage, name)
+            setattr(share, name, total // parts + (total % parts if i == 0 else 0))
+        shares.append(share)
     return shares
+
+
+_SHARED = ("prompt_tokens", "cached_tokens", "completion_tokens")
